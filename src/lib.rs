@@ -1,0 +1,55 @@
+//! Palisade: resilience layers for tower services.
+//!
+//! This umbrella crate re-exports the Palisade crates behind features, so one
+//! dependency brings the whole toolkit. Today it holds the shared vocabulary,
+//! [`core`]; each layer crate joins behind its own feature as it lands (see the
+//! README's feature table).
+//!
+//! ```
+//! use palisade::core::{Category, CategorizedError};
+//!
+//! let err = CategorizedError::new(Category::Transient, "charge card");
+//! assert_eq!(err.category(), Category::Transient);
+//! ```
+//!
+//! # Features
+//!
+//! | feature | default | adds |
+//! |---|---|---|
+//! | `http` | yes | HTTP and gRPC-header classification, deadline headers, layer errors as responses |
+//! | `grpc` | no | `tonic::Status` classification |
+//! | `serde` | no | serde for categories and health types |
+//! | `prometheus` | no | [`install_prometheus`]: a Prometheus recorder for every layer's metrics |
+//! | `full` | no | all of the above |
+
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+/// The shared vocabulary: categories, classification, layer errors, deadlines, health
+/// indicators. See [`palisade_core`].
+pub use palisade_core as core;
+
+/// The items most programs need, for a glob import.
+pub mod prelude {
+    #[cfg(feature = "http")]
+    pub use palisade_core::classify::HttpClassifier;
+    pub use palisade_core::classify::{Classification, Classify, ErrorClassifier};
+    pub use palisade_core::{
+        BoxError, Categorized, CategorizedError, Category, Deadline, HealthIndicator, HealthStatus,
+    };
+}
+
+/// Installs the Prometheus recorder from `metrics-exporter-prometheus` as the global
+/// `metrics` recorder and returns the handle that renders the text exposition format.
+///
+/// Call it once, early in `main`, before any layer is built (layers register their
+/// metric handles when they are built).
+///
+/// # Errors
+///
+/// Fails when another global recorder is already installed.
+#[cfg(feature = "prometheus")]
+pub fn install_prometheus()
+-> Result<metrics_exporter_prometheus::PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()
+}
