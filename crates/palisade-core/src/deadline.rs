@@ -150,6 +150,75 @@ impl Deadline {
     }
 }
 
+/// How a layer that waits finds the deadline of a request.
+///
+/// Retry backoff, the bulkhead queue and the rate-limit wait ask it before they sleep.
+/// [`FromExtensions`] (feature `http`) reads the [`Deadline`] stored in an
+/// `http::Request`'s (or, with `grpc`, a `tonic::Request`'s) extensions; [`NoDeadline`]
+/// says there is none, for request types that carry no deadline; and any
+/// `Fn(&Req) -> Option<Deadline>` works too.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade_core::{Deadline, GetDeadline, NoDeadline};
+///
+/// struct Job { due: Option<Deadline> }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let from_job = |job: &Job| job.due;
+/// let due = Deadline::after(Duration::from_secs(1));
+/// assert_eq!(from_job.deadline(&Job { due: Some(due) }), Some(due));
+/// assert_eq!(NoDeadline.deadline(&Job { due: Some(due) }), None);
+/// # }
+/// ```
+pub trait GetDeadline<Req> {
+    /// The request's deadline, if it has one.
+    fn deadline(&self, request: &Req) -> Option<Deadline>;
+}
+
+/// No request has a deadline.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoDeadline;
+
+impl<Req> GetDeadline<Req> for NoDeadline {
+    #[inline]
+    fn deadline(&self, _: &Req) -> Option<Deadline> {
+        None
+    }
+}
+
+impl<Req, F> GetDeadline<Req> for F
+where
+    F: Fn(&Req) -> Option<Deadline>,
+{
+    #[inline]
+    fn deadline(&self, request: &Req) -> Option<Deadline> {
+        self(request)
+    }
+}
+
+/// Reads the [`Deadline`] from the request's extensions (`http::Request`, and
+/// `tonic::Request` with the `grpc` feature). The default for Palisade's layers.
+#[cfg(feature = "http")]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FromExtensions;
+
+#[cfg(feature = "http")]
+impl<B> GetDeadline<http::Request<B>> for FromExtensions {
+    #[inline]
+    fn deadline(&self, request: &http::Request<B>) -> Option<Deadline> {
+        Deadline::from_extensions(request.extensions())
+    }
+}
+
+#[cfg(feature = "grpc")]
+impl<T> GetDeadline<tonic::Request<T>> for FromExtensions {
+    #[inline]
+    fn deadline(&self, request: &tonic::Request<T>) -> Option<Deadline> {
+        request.extensions().get::<Deadline>().copied()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +261,17 @@ mod tests {
         assert_eq!(early.tighten(&mut ext), early);
         assert_eq!(late.tighten(&mut ext), early);
         assert_eq!(Deadline::from_extensions(&ext), Some(early));
+    }
+
+    #[cfg(feature = "http")]
+    #[tokio::test(start_paused = true)]
+    async fn get_deadline_from_extensions() {
+        let d = Deadline::after(Duration::from_secs(1));
+        let mut req = http::Request::new(());
+        assert_eq!(FromExtensions.deadline(&req), None);
+        d.tighten(req.extensions_mut());
+        assert_eq!(FromExtensions.deadline(&req), Some(d));
+        assert_eq!(NoDeadline.deadline(&req), None);
     }
 
     #[cfg(feature = "http")]

@@ -75,7 +75,9 @@ pub mod layer_error;
 pub mod rejection;
 
 pub use category::{Category, ParseCategoryError};
-pub use deadline::Deadline;
+#[cfg(feature = "http")]
+pub use deadline::FromExtensions;
+pub use deadline::{Deadline, GetDeadline, NoDeadline};
 pub use error::{BoxError, Categorized, CategorizedError, MultiError};
 pub use headers::HeaderError;
 pub use health::{HealthIndicator, HealthReport, HealthStatus};

@@ -1,0 +1,88 @@
+//! Test support shared by the Palisade crates. Not published.
+//!
+//! - [`CountingAllocator`]: a global allocator that counts allocations per thread, so a
+//!   test can prove a layer's hot path allocates nothing of its own.
+//! - [`ready_now`]: drives a future that must complete without waiting.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Counts every allocation and reallocation made by the current thread, then defers to
+/// the system allocator.
+///
+/// Install it in a test binary and measure with [`count_allocations`]:
+///
+/// ```ignore
+/// #[global_allocator]
+/// static ALLOC: palisade_testkit::CountingAllocator = palisade_testkit::CountingAllocator;
+///
+/// let (_, n) = palisade_testkit::count_allocations(|| hot_path());
+/// assert_eq!(n, 0);
+/// ```
+///
+/// Counting is per thread, so tests running in parallel on other threads do not disturb
+/// a measurement. Run the code under test on the measuring thread (a current-thread
+/// runtime, or [`ready_now`]).
+#[derive(Debug)]
+pub struct CountingAllocator;
+
+fn bump() {
+    // `try_with`: during thread teardown the slot may already be gone.
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: every method defers to `System` with the caller's arguments unchanged; the
+// only addition is a thread-local counter that never allocates.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        bump();
+        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        bump();
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        bump();
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+/// Runs `f` and returns its result with the number of allocations the current thread
+/// made meanwhile. Meaningful only where [`CountingAllocator`] is the global allocator.
+pub fn count_allocations<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let before = ALLOCATIONS.with(Cell::get);
+    let out = f();
+    let after = ALLOCATIONS.with(Cell::get);
+    (out, after - before)
+}
+
+/// Polls `fut` once with a no-op waker and returns its output.
+///
+/// # Panics
+///
+/// If the future is not ready on the first poll.
+pub fn ready_now<F: Future>(fut: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(fut).poll(&mut cx) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("future was expected to complete without waiting"),
+    }
+}
