@@ -66,6 +66,7 @@
 
 mod category;
 pub mod classify;
+pub mod collect;
 mod deadline;
 mod error;
 pub mod headers;
