@@ -1,0 +1,217 @@
+//! The response futures of [`DeadlineService`](crate::DeadlineService) and
+//! [`PropagateDeadline`](crate::PropagateDeadline).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep, sleep_until};
+
+use crate::error::{BoxError, DeadlineExceeded, DeadlineSource};
+use crate::layer::Shared;
+
+pin_project! {
+    /// The response future of [`DeadlineService`](crate::DeadlineService): the inner
+    /// future, raced against the deadline.
+    ///
+    /// The timer is created only when the inner future first returns `Pending`, so a
+    /// call that completes at once never touches the timer wheel. When the deadline
+    /// passes, the inner future is dropped there and then, and the future resolves to
+    /// [`DeadlineExceeded`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Running {
+            #[pin]
+            inner: F,
+            // Created lazily, pinned in place: no allocation per call.
+            #[pin]
+            sleep: Option<Sleep>,
+            deadline: Instant,
+            // When the layer started the call; the budget is `deadline - started`,
+            // worked out only if the deadline passes.
+            started: Instant,
+            source: DeadlineSource,
+            shared: Arc<Shared>,
+        },
+        Failed {
+            error: Option<BoxError>,
+        },
+        Done,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn running(
+        inner: F,
+        deadline: Instant,
+        started: Instant,
+        source: DeadlineSource,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            state: State::Running {
+                inner,
+                sleep: None,
+                deadline,
+                started,
+                source,
+                shared,
+            },
+        }
+    }
+
+    pub(crate) fn failed(error: BoxError) -> Self {
+        Self {
+            state: State::Failed { error: Some(error) },
+        }
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        let error = match state.as_mut().project() {
+            StateProj::Running {
+                inner,
+                mut sleep,
+                deadline,
+                started,
+                source,
+                shared,
+            } => {
+                if let Poll::Ready(out) = inner.poll(cx) {
+                    return Poll::Ready(out.map_err(Into::into));
+                }
+                if sleep.is_none() {
+                    sleep.set(Some(sleep_until(*deadline)));
+                }
+                if let Some(sleep) = sleep.as_pin_mut() {
+                    ready!(sleep.poll(cx));
+                }
+                let budget = deadline.saturating_duration_since(*started);
+                shared.metrics.exceeded.increment(1);
+                tracing::debug!(
+                    name = %shared.name,
+                    budget = ?budget,
+                    source = source.as_str(),
+                    "deadline exceeded"
+                );
+                DeadlineExceeded::new(shared.name.clone(), budget, *source).into()
+            }
+            StateProj::Failed { error } => match error.take() {
+                Some(error) => error,
+                None => panic!("ResponseFuture polled after completion"),
+            },
+            StateProj::Done => panic!("ResponseFuture polled after completion"),
+        };
+        // Drops the inner future (and the timer) now, not when the caller gets round
+        // to dropping this one.
+        state.set(State::Done);
+        Poll::Ready(Err(error))
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ResponseFuture");
+        match &self.state {
+            State::Running {
+                sleep,
+                deadline,
+                started,
+                source,
+                ..
+            } => d
+                .field("state", &"running")
+                .field("deadline", deadline)
+                .field("budget", &deadline.saturating_duration_since(*started))
+                .field("source", source)
+                .field("timer_armed", &sleep.is_some()),
+            State::Failed { error } => d.field("state", &"failed").field("error", error),
+            State::Done => d.field("state", &"done"),
+        };
+        d.finish()
+    }
+}
+
+pin_project! {
+    /// The response future of [`PropagateDeadline`](crate::PropagateDeadline): the
+    /// inner future, or an error ready at once when the deadline had passed.
+    pub struct PropagateFuture<F> {
+        #[pin]
+        state: PropagateState<F>,
+    }
+}
+
+pin_project! {
+    #[project = PropagateStateProj]
+    enum PropagateState<F> {
+        Running {
+            #[pin]
+            inner: F,
+        },
+        Failed {
+            error: Option<DeadlineExceeded>,
+        },
+    }
+}
+
+impl<F> PropagateFuture<F> {
+    pub(crate) fn running(inner: F) -> Self {
+        Self {
+            state: PropagateState::Running { inner },
+        }
+    }
+
+    pub(crate) fn failed(error: DeadlineExceeded) -> Self {
+        Self {
+            state: PropagateState::Failed { error: Some(error) },
+        }
+    }
+}
+
+impl<F, T, E> Future for PropagateFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            PropagateStateProj::Running { inner } => inner.poll(cx).map_err(Into::into),
+            PropagateStateProj::Failed { error } => match error.take() {
+                Some(error) => Poll::Ready(Err(error.into())),
+                None => panic!("PropagateFuture polled after completion"),
+            },
+        }
+    }
+}
+
+impl<F> fmt::Debug for PropagateFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            PropagateState::Running { .. } => "running",
+            PropagateState::Failed { .. } => "failed",
+        };
+        f.debug_struct("PropagateFuture")
+            .field("state", &state)
+            .finish()
+    }
+}

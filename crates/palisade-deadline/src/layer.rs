@@ -1,0 +1,296 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::HeaderName;
+use metrics::Counter;
+use palisade_core::{FromExtensions, HeaderError};
+use tower_layer::Layer;
+
+use crate::config::{Budgets, ConfigError, DeadlineConfig, MalformedHeader, PropagateConfig};
+use crate::handle::DeadlineHandle;
+use crate::metrics::{self as m, Metrics};
+use crate::policy::{BudgetPolicy, RequestHead, TableOnly};
+use crate::service::{DeadlineService, PropagateDeadline};
+
+/// What every service of one [`DeadlineLayer`] shares: one `Arc` of it.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) name: Arc<str>,
+    /// Its own `Arc` so each service can keep an `arc_swap` cache of it.
+    pub(crate) budgets: Arc<ArcSwap<Budgets>>,
+    pub(crate) grpc_timeout: bool,
+    pub(crate) header: Option<HeaderName>,
+    pub(crate) on_malformed: MalformedHeader,
+    pub(crate) max_inbound: Duration,
+    pub(crate) metrics: Metrics,
+}
+
+impl Shared {
+    /// Deals with an unreadable inbound header: `Some(error)` to reject the call.
+    #[cold]
+    pub(crate) fn malformed(&self, error: HeaderError) -> Option<HeaderError> {
+        self.metrics.malformed.increment(1);
+        match self.on_malformed {
+            MalformedHeader::Reject => {
+                tracing::debug!(
+                    name = %self.name,
+                    header = error.header(),
+                    expected = error.expected(),
+                    "rejecting call with a malformed deadline header"
+                );
+                Some(error)
+            }
+            MalformedHeader::Ignore => {
+                tracing::debug!(
+                    name = %self.name,
+                    header = error.header(),
+                    expected = error.expected(),
+                    "ignoring malformed deadline header"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Applies a deadline to each request: a timeout that honours, and passes on, the
+/// deadline the caller already has. See the [crate docs](crate).
+///
+/// Cheap to clone: the clones share one budget table, metrics and
+/// [`DeadlineHandle`]. `P` chooses budgets ahead of the table (see
+/// [`budget_fn`](DeadlineLayer::budget_fn)); the default, [`TableOnly`], uses the table.
+pub struct DeadlineLayer<P = TableOnly> {
+    shared: Arc<Shared>,
+    policy: P,
+}
+
+impl DeadlineLayer {
+    /// A layer named `"deadline"` with budget `budget` for every request, honouring an
+    /// inbound `grpc-timeout`; everything else as in [`DeadlineConfig::default`].
+    ///
+    /// # Panics
+    ///
+    /// If `budget` is zero (every call would fail). Use [`DeadlineLayer::builder`] to get
+    /// an error instead.
+    pub fn new(budget: Duration) -> Self {
+        match DeadlineConfig::default().budget(budget).build() {
+            Ok(layer) => layer,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Starts a configuration; finish it with [`DeadlineConfig::build`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade_deadline::DeadlineLayer;
+    ///
+    /// let layer = DeadlineLayer::builder()
+    ///     .name("api")
+    ///     .budget(Duration::from_secs(2))
+    ///     .route_prefix("/slow", Duration::from_secs(10))
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), palisade_deadline::ConfigError>(())
+    /// ```
+    pub fn builder() -> DeadlineConfig {
+        DeadlineConfig::default()
+    }
+
+    /// Validates `config` and builds the layer, registering its metrics with the
+    /// current recorder.
+    pub fn from_config(config: DeadlineConfig) -> Result<Self, ConfigError> {
+        let header = config.validated()?;
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        let shared = Shared {
+            metrics: Metrics::new(&name, config.record_budget),
+            name,
+            budgets: Arc::new(ArcSwap::from_pointee(config.budgets)),
+            grpc_timeout: config.grpc_timeout,
+            header,
+            on_malformed: config.on_malformed,
+            max_inbound: config.max_inbound,
+        };
+        Ok(Self {
+            shared: Arc::new(shared),
+            policy: TableOnly,
+        })
+    }
+}
+
+impl<P> DeadlineLayer<P> {
+    /// Chooses budgets with a function of the request; where it returns `None` the
+    /// budget table applies.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade_deadline::{DeadlineLayer, RequestHead};
+    ///
+    /// let layer = DeadlineLayer::new(Duration::from_secs(2)).budget_fn(|head: &RequestHead<'_>| {
+    ///     head.uri().query().is_some_and(|q| q.contains("export")).then_some(Duration::from_secs(60))
+    /// });
+    /// # let _ = layer;
+    /// ```
+    pub fn budget_fn<F>(self, f: F) -> DeadlineLayer<F>
+    where
+        F: Fn(&RequestHead<'_>) -> Option<Duration> + Clone,
+    {
+        self.policy(f)
+    }
+
+    /// Chooses budgets with any [`BudgetPolicy`] ahead of the table.
+    pub fn policy<Q: BudgetPolicy + Clone>(self, policy: Q) -> DeadlineLayer<Q> {
+        DeadlineLayer {
+            shared: self.shared,
+            policy,
+        }
+    }
+
+    /// The handle that reads and changes the budgets of this layer and all its clones.
+    pub fn handle(&self) -> DeadlineHandle {
+        DeadlineHandle::new(self.shared.clone())
+    }
+
+    /// The layer's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+}
+
+impl<P: Clone> Clone for DeadlineLayer<P> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+impl<P> fmt::Debug for DeadlineLayer<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeadlineLayer")
+            .field("name", &self.shared.name)
+            .field("budgets", &self.shared.budgets.load())
+            .field("grpc_timeout", &self.shared.grpc_timeout)
+            .field("header", &self.shared.header)
+            .field("on_malformed", &self.shared.on_malformed)
+            .field("max_inbound", &self.shared.max_inbound)
+            .field("policy", &std::any::type_name::<P>())
+            .finish()
+    }
+}
+
+impl<S, P: Clone> Layer<S> for DeadlineLayer<P> {
+    type Service = DeadlineService<S, P>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        DeadlineService::new(inner, self.shared.clone(), self.policy.clone())
+    }
+}
+
+/// What every service of one [`PropagateDeadlineLayer`] shares.
+#[derive(Debug)]
+pub(crate) struct PropagateShared {
+    pub(crate) name: Arc<str>,
+    pub(crate) grpc_timeout: bool,
+    pub(crate) header: Option<HeaderName>,
+    pub(crate) margin: Duration,
+    pub(crate) exceeded: Counter,
+}
+
+/// Client side: writes the time left before the request's deadline into the outbound
+/// `grpc-timeout` and/or a milliseconds header, minus a safety margin, and fails at once
+/// with [`DeadlineExceeded`](crate::error::DeadlineExceeded) when no time is left.
+///
+/// The deadline is found with `G` ([`FromExtensions`] by default: the
+/// [`Deadline`](palisade_core::Deadline) a [`DeadlineLayer`] stored in the request's
+/// extensions). A request without a deadline passes unchanged. This layer does not
+/// time the call out itself; put a [`DeadlineLayer`] outside it for that.
+pub struct PropagateDeadlineLayer<G = FromExtensions> {
+    shared: Arc<PropagateShared>,
+    get: G,
+}
+
+impl PropagateDeadlineLayer {
+    /// Writes `grpc-timeout`, with no margin, as layer `"deadline"`.
+    pub fn new() -> Self {
+        match PropagateConfig::default().build() {
+            Ok(layer) => layer,
+            // The default configuration is valid.
+            Err(e) => unreachable!("{e}"),
+        }
+    }
+
+    /// Starts a configuration; finish it with [`PropagateConfig::build`].
+    pub fn builder() -> PropagateConfig {
+        PropagateConfig::default()
+    }
+
+    /// Validates `config` and builds the layer.
+    pub fn from_config(config: PropagateConfig) -> Result<Self, ConfigError> {
+        let header = config.validated()?;
+        let shared = PropagateShared {
+            exceeded: m::exceeded_counter(&config.name),
+            name: Arc::from(config.name),
+            grpc_timeout: config.grpc_timeout,
+            header,
+            margin: config.margin,
+        };
+        Ok(Self {
+            shared: Arc::new(shared),
+            get: FromExtensions,
+        })
+    }
+}
+
+impl Default for PropagateDeadlineLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<G> PropagateDeadlineLayer<G> {
+    /// Finds the deadline with `get` instead of reading the request's extensions.
+    pub fn deadline_from<H: Clone>(self, get: H) -> PropagateDeadlineLayer<H> {
+        PropagateDeadlineLayer {
+            shared: self.shared,
+            get,
+        }
+    }
+
+    /// The layer's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+}
+
+impl<G: Clone> Clone for PropagateDeadlineLayer<G> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            get: self.get.clone(),
+        }
+    }
+}
+
+impl<G> fmt::Debug for PropagateDeadlineLayer<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PropagateDeadlineLayer")
+            .field("name", &self.shared.name)
+            .field("grpc_timeout", &self.shared.grpc_timeout)
+            .field("header", &self.shared.header)
+            .field("margin", &self.shared.margin)
+            .field("get", &std::any::type_name::<G>())
+            .finish()
+    }
+}
+
+impl<S, G: Clone> Layer<S> for PropagateDeadlineLayer<G> {
+    type Service = PropagateDeadline<S, G>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PropagateDeadline::new(inner, self.shared.clone(), self.get.clone())
+    }
+}
