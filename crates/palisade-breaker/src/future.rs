@@ -1,0 +1,162 @@
+//! The response future of [`Breaker`](crate::Breaker).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use crossbeam_utils::CachePadded;
+use palisade_core::BoxError;
+use palisade_core::classify::Classify;
+use palisade_core::layer_error::BreakerOpen;
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use crate::layer::Stripe;
+use crate::state::{Core, Outcome};
+
+/// A half-open probe slot. Released on drop unless the probe completed, so a probe
+/// abandoned at any point (service dropped after `poll_ready`, future dropped
+/// mid-flight) frees its slot.
+#[derive(Debug)]
+pub(crate) struct ProbeGuard {
+    core: Arc<Core>,
+    generation: u64,
+    armed: bool,
+}
+
+impl ProbeGuard {
+    pub(crate) fn new(core: Arc<Core>, generation: u64) -> Self {
+        Self {
+            core,
+            generation,
+            armed: true,
+        }
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn complete(mut self, outcome: Outcome, now: Instant) {
+        self.armed = false;
+        self.core.complete_probe(self.generation, outcome, now);
+    }
+}
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.core.release_probe(self.generation);
+        }
+    }
+}
+
+/// What the future needs to record its outcome.
+pub(crate) struct Record<C> {
+    pub(crate) classifier: C,
+    pub(crate) stripe: Arc<CachePadded<Stripe>>,
+    pub(crate) generation: u64,
+    pub(crate) start: Option<Instant>,
+    pub(crate) probe: Option<ProbeGuard>,
+}
+
+impl<C> Record<C> {
+    fn finish<T, E>(self, result: &Result<T, E>)
+    where
+        C: Classify<T, E>,
+    {
+        let category = self.classifier.classify(result.as_ref()).category;
+        let outcome = if category.is_success() {
+            Outcome::Success
+        } else if category.counts_against_backend() {
+            Outcome::Failure
+        } else {
+            Outcome::Ignored
+        };
+        let core = &self.stripe.core;
+        let elapsed = self.start.map(|s| s.elapsed());
+        if let (Some(h), Some(d)) = (&core.metrics.duration, elapsed) {
+            h.record(d.as_secs_f64());
+        }
+        match self.probe {
+            None => core.record(self.stripe.index, self.generation, outcome, elapsed),
+            Some(probe) => {
+                core.record_probe_counts(self.stripe.index, outcome, elapsed);
+                probe.complete(outcome, Instant::now());
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Breaker`](crate::Breaker): either the inner call,
+    /// whose outcome it records when it completes, or an immediately-ready
+    /// [`BreakerOpen`].
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        kind: Kind<F, C>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, C> {
+        Running {
+            #[pin]
+            future: F,
+            record: Option<Record<C>>,
+        },
+        Rejected {
+            error: Option<BreakerOpen>,
+        },
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    pub(crate) fn running(future: F, record: Record<C>) -> Self {
+        Self {
+            kind: Kind::Running {
+                future,
+                record: Some(record),
+            },
+        }
+    }
+
+    pub(crate) fn rejected(error: BreakerOpen) -> Self {
+        Self {
+            kind: Kind::Rejected { error: Some(error) },
+        }
+    }
+}
+
+impl<F, C> std::fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, C, T, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Running { future, record } => {
+                let result = ready!(future.poll(cx));
+                if let Some(record) = record.take() {
+                    record.finish(&result);
+                }
+                Poll::Ready(result.map_err(Into::into))
+            }
+            KindProj::Rejected { error } => Poll::Ready(Err(error
+                .take()
+                .expect("ResponseFuture polled after completion")
+                .into())),
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! [`BreakerLayer`] and its builder.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+use palisade_core::classify::ErrorClassifier;
+use palisade_core::collect::{self, Collect};
+use tower_layer::Layer;
+
+use crate::config::{BreakerConfig, ConfigError, Window};
+use crate::handle::BreakerHandle;
+use crate::service::Breaker;
+use crate::state::{Core, StateChange};
+
+/// One stripe: the breaker's shared core plus a stripe index, in its own allocation
+/// with its own reference count, so that calls on different threads clone different
+/// `Arc`s and write different cache lines.
+#[derive(Debug)]
+pub(crate) struct Stripe {
+    pub(crate) core: Arc<Core>,
+    pub(crate) index: usize,
+    /// A copy of the name per stripe, so rejections on different threads don't bump
+    /// one shared reference count.
+    pub(crate) name: Arc<str>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Stripes {
+    pub(crate) core: Arc<Core>,
+    list: Box<[Arc<CachePadded<Stripe>>]>,
+}
+
+static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static THREAD_HINT: usize = NEXT_THREAD.fetch_add(1, Relaxed);
+}
+
+impl Stripes {
+    pub(crate) fn new(core: Arc<Core>) -> Self {
+        let list = (0..core.counters.len())
+            .map(|index| {
+                Arc::new(CachePadded::new(Stripe {
+                    core: core.clone(),
+                    index,
+                    name: Arc::from(&*core.name),
+                }))
+            })
+            .collect();
+        Self { core, list }
+    }
+
+    /// The calling thread's stripe.
+    #[inline]
+    pub(crate) fn current(&self) -> &Arc<CachePadded<Stripe>> {
+        let hint = THREAD_HINT.with(|h| *h);
+        &self.list[hint & (self.list.len() - 1)]
+    }
+}
+
+/// Applies a circuit breaker to a service. Cheap to clone: every clone, and every
+/// service it wraps, shares one breaker.
+///
+/// Built with [`BreakerLayer::builder`].
+pub struct BreakerLayer<C = ErrorClassifier> {
+    stripes: Arc<Stripes>,
+    classifier: C,
+}
+
+impl<C: Clone> Clone for BreakerLayer<C> {
+    fn clone(&self) -> Self {
+        Self {
+            stripes: self.stripes.clone(),
+            classifier: self.classifier.clone(),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for BreakerLayer<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BreakerLayer")
+            .field("name", &self.stripes.core.name)
+            .field("state", &self.stripes.core.word().state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BreakerLayer {
+    /// Starts building a breaker with the default [`BreakerConfig`] and
+    /// [`ErrorClassifier`].
+    pub fn builder() -> BreakerBuilder {
+        BreakerBuilder {
+            name: Arc::from("breaker"),
+            config: BreakerConfig::default(),
+            classifier: ErrorClassifier,
+            listeners: Vec::new(),
+        }
+    }
+
+    /// A breaker named `name` with `config` and the default classifier.
+    pub fn new(name: impl Into<Arc<str>>, config: BreakerConfig) -> Result<Self, ConfigError> {
+        Self::builder().name(name).config(config).build()
+    }
+}
+
+impl<C> BreakerLayer<C> {
+    /// The handle: state, stats, manual control.
+    pub fn handle(&self) -> BreakerHandle {
+        BreakerHandle::new(self.stripes.core.clone())
+    }
+}
+
+impl<S, C: Clone> Layer<S> for BreakerLayer<C> {
+    type Service = Breaker<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Breaker::new(inner, self.classifier.clone(), self.stripes.clone())
+    }
+}
+
+type Listener = Arc<dyn Fn(&StateChange) + Send + Sync>;
+
+/// Builds a [`BreakerLayer`]. Every setter has the default given in
+/// [`BreakerConfig`]'s table.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade_breaker::BreakerLayer;
+/// use palisade_core::classify::HttpClassifier;
+///
+/// let layer = BreakerLayer::builder()
+///     .name("payments")
+///     .consecutive_failures(5)
+///     .failure_rate(0.5)
+///     .window_calls(50)
+///     .minimum_calls(10)
+///     .slow_calls(Duration::from_secs(2), 0.8)
+///     .open_duration(Duration::from_secs(10))
+///     .classifier(HttpClassifier::new())
+///     .build()
+///     .expect("valid config");
+/// assert_eq!(layer.handle().name(), "payments");
+/// ```
+pub struct BreakerBuilder<C = ErrorClassifier> {
+    name: Arc<str>,
+    config: BreakerConfig,
+    classifier: C,
+    listeners: Vec<Listener>,
+}
+
+impl<C> std::fmt::Debug for BreakerBuilder<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BreakerBuilder")
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> BreakerBuilder<C> {
+    /// Names the breaker (the `name` label of its metrics and the field of its logs).
+    #[must_use]
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Replaces the whole configuration.
+    #[must_use]
+    pub fn config(mut self, config: BreakerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Opens after `n` failures in a row.
+    #[must_use]
+    pub fn consecutive_failures(mut self, n: u32) -> Self {
+        self.config.consecutive_failures = Some(n);
+        self
+    }
+
+    /// Opens when the window's failure rate reaches `rate`, in (0, 1].
+    #[must_use]
+    pub fn failure_rate(mut self, rate: f64) -> Self {
+        self.config.failure_rate = Some(rate);
+        self
+    }
+
+    /// Measures rates over the last `calls` calls.
+    #[must_use]
+    pub fn window_calls(mut self, calls: u32) -> Self {
+        self.config.window = Window::Count { calls };
+        self
+    }
+
+    /// Measures rates over the last `length` of time, in `buckets` buckets.
+    #[must_use]
+    pub fn window_time(mut self, length: Duration, buckets: u32) -> Self {
+        self.config.window = Window::Time { length, buckets };
+        self
+    }
+
+    /// Judges rates only once the window holds `n` calls.
+    #[must_use]
+    pub fn minimum_calls(mut self, n: u32) -> Self {
+        self.config.minimum_calls = n;
+        self
+    }
+
+    /// Calls lasting `duration` or more are slow; opens when their rate reaches `rate`.
+    #[must_use]
+    pub fn slow_calls(mut self, duration: Duration, rate: f64) -> Self {
+        self.config.slow_call_duration = Some(duration);
+        self.config.slow_call_rate = Some(rate);
+        self
+    }
+
+    /// Stays open `d` after the first trip.
+    #[must_use]
+    pub fn open_duration(mut self, d: Duration) -> Self {
+        self.config.open_duration = d;
+        self
+    }
+
+    /// Multiplies the open time by `multiplier` on each further trip, up to `max`.
+    #[must_use]
+    pub fn open_backoff(mut self, multiplier: f64, max: Duration) -> Self {
+        self.config.open_backoff = multiplier;
+        self.config.max_open_duration = max;
+        self
+    }
+
+    /// Shortens open times by up to `fraction` at random (0 turns jitter off).
+    #[must_use]
+    pub fn open_jitter(mut self, fraction: f64) -> Self {
+        self.config.open_jitter = fraction;
+        self
+    }
+
+    /// Admits up to `max_calls` concurrent probes while half-open; closes after
+    /// `successes` successful ones.
+    #[must_use]
+    pub fn half_open(mut self, max_calls: u32, successes: u32) -> Self {
+        self.config.half_open_max_calls = max_calls;
+        self.config.half_open_successes = successes;
+        self
+    }
+
+    /// Seeds the jitter (for reproducible tests).
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.seed = Some(seed);
+        self
+    }
+
+    /// Records every call's duration in `palisade_breaker_call_duration_seconds`.
+    #[must_use]
+    pub fn record_duration(mut self, on: bool) -> Self {
+        self.config.record_duration = on;
+        self
+    }
+
+    /// Calls `f` on every state change, after the change (outside any lock: `f` may
+    /// use the breaker's handle).
+    #[must_use]
+    pub fn on_state_change(mut self, f: impl Fn(&StateChange) + Send + Sync + 'static) -> Self {
+        self.listeners.push(Arc::new(f));
+        self
+    }
+
+    /// Uses `classifier` to judge outcomes (for example
+    /// [`HttpClassifier`](palisade_core::classify::HttpClassifier) for HTTP services).
+    pub fn classifier<C2>(self, classifier: C2) -> BreakerBuilder<C2> {
+        BreakerBuilder {
+            name: self.name,
+            config: self.config,
+            classifier,
+            listeners: self.listeners,
+        }
+    }
+
+    /// Validates the configuration and builds the layer.
+    pub fn build(self) -> Result<BreakerLayer<C>, ConfigError> {
+        if self.name.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "name",
+                reason: "must not be empty",
+            });
+        }
+        self.config.validate()?;
+        let core = Arc::new(Core::new(self.name, &self.config, self.listeners));
+        collect::register(&(core.clone() as Arc<dyn Collect>));
+        Ok(BreakerLayer {
+            stripes: Arc::new(Stripes::new(core)),
+            classifier: self.classifier,
+        })
+    }
+}
