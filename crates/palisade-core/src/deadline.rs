@@ -51,6 +51,7 @@ impl Deadline {
     }
 
     /// The deadline `budget` after `now`.
+    #[inline]
     pub fn after_from(now: Instant, budget: Duration) -> Self {
         let at = now.checked_add(budget).unwrap_or_else(|| now + FAR_FUTURE);
         Self { at }
@@ -99,6 +100,7 @@ impl Deadline {
 #[cfg(feature = "http")]
 impl Deadline {
     /// The deadline stored in `extensions`, if any.
+    #[inline]
     pub fn from_extensions(extensions: &http::Extensions) -> Option<Deadline> {
         extensions.get::<Deadline>().copied()
     }
@@ -108,13 +110,21 @@ impl Deadline {
     ///
     /// The first insert into an empty `http::Extensions` allocates its map; that cost
     /// belongs to the request type.
+    #[inline]
     pub fn tighten(self, extensions: &mut http::Extensions) -> Deadline {
-        let effective = match extensions.get::<Deadline>() {
-            Some(existing) if *existing <= self => return *existing,
-            _ => self,
-        };
-        extensions.insert(effective);
-        effective
+        match extensions.get_mut::<Deadline>() {
+            Some(existing) => {
+                // Overwrite in place: no new box in the map.
+                if self < *existing {
+                    *existing = self;
+                }
+                *existing
+            }
+            None => {
+                extensions.insert(self);
+                self
+            }
+        }
     }
 
     /// Reads an inbound `grpc-timeout` header into a deadline measured from `now`.

@@ -103,29 +103,56 @@ pub mod grpc_timeout {
     /// receiver never believes it has more time than the sender gave it. Durations beyond
     /// `99999999H` are written as that.
     pub fn encode_str(d: Duration) -> String {
+        let (buf, len) = encode_buf(d);
+        String::from_utf8_lossy(&buf[..len]).into_owned()
+    }
+
+    /// The encoding, in a stack buffer: at most 8 digits and a unit.
+    fn encode_buf(d: Duration) -> ([u8; 9], usize) {
+        let (value, unit) = pick_unit(d);
+        let mut digits = [0u8; 9];
+        let mut n = value;
+        let mut i = 8;
+        loop {
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+            i -= 1;
+        }
+        let len = 9 - i;
+        let mut out = [0u8; 9];
+        out[..len].copy_from_slice(&digits[i..]);
+        out[len] = unit;
+        (out, len + 1)
+    }
+
+    fn pick_unit(d: Duration) -> (u64, u8) {
         let nanos = d.as_nanos();
-        let units: [(u128, char); 6] = [
-            (1, 'n'),
-            (1_000, 'u'),
-            (1_000_000, 'm'),
-            (1_000_000_000, 'S'),
-            (60_000_000_000, 'M'),
-            (3_600_000_000_000, 'H'),
+        let units: [(u128, u8); 6] = [
+            (1, b'n'),
+            (1_000, b'u'),
+            (1_000_000, b'm'),
+            (1_000_000_000, b'S'),
+            (60_000_000_000, b'M'),
+            (3_600_000_000_000, b'H'),
         ];
         for (per, unit) in units {
             let v = nanos / per;
             if v <= u128::from(MAX_VALUE) {
-                return format!("{v}{unit}");
+                return (v as u64, unit);
             }
         }
-        format!("{MAX_VALUE}H")
+        (MAX_VALUE, b'H')
     }
 
-    /// [`encode_str`] as a header value.
+    /// [`encode_str`] as a header value (one allocation: the value's own storage).
     #[cfg(feature = "http")]
     pub fn encode(d: Duration) -> http::HeaderValue {
+        let (buf, len) = encode_buf(d);
         // Only digits and a letter: always a valid header value.
-        http::HeaderValue::try_from(encode_str(d))
+        http::HeaderValue::from_bytes(&buf[..len])
             .unwrap_or_else(|_| http::HeaderValue::from_static("99999999H"))
     }
 }
@@ -152,15 +179,23 @@ pub mod millis {
         Ok(Duration::from_millis(n))
     }
 
-    /// Writes `d` as whole milliseconds, rounded down.
+    /// The largest value written: 19 digits, the most [`parse`] reads.
+    pub const MAX_MILLIS: u64 = 9_999_999_999_999_999_999;
+
+    fn clamp(d: Duration) -> u64 {
+        u64::try_from(d.as_millis()).map_or(MAX_MILLIS, |ms| ms.min(MAX_MILLIS))
+    }
+
+    /// Writes `d` as whole milliseconds, rounded down, at most [`MAX_MILLIS`], so every
+    /// value written parses back.
     pub fn encode_str(d: Duration) -> String {
-        u64::try_from(d.as_millis()).unwrap_or(u64::MAX).to_string()
+        clamp(d).to_string()
     }
 
     /// [`encode_str`] as a header value.
     #[cfg(feature = "http")]
     pub fn encode(d: Duration) -> http::HeaderValue {
-        http::HeaderValue::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        http::HeaderValue::from(clamp(d))
     }
 }
 
@@ -259,7 +294,13 @@ mod tests {
             millis::encode(Duration::from_secs(3)).to_str().unwrap(),
             "3000"
         );
-        assert_eq!(millis::encode_str(Duration::MAX), u64::MAX.to_string());
+        assert_eq!(millis::encode_str(Duration::MAX), millis::MAX_MILLIS.to_string());
+        let max = millis::encode_str(Duration::MAX);
+        assert_eq!(
+            millis::parse("x", max.as_bytes()).unwrap(),
+            Duration::from_millis(millis::MAX_MILLIS),
+            "the largest value written parses back"
+        );
     }
 
     proptest! {
