@@ -78,7 +78,9 @@ impl BreakerHandle {
     pub fn stats(&self) -> BreakerStats {
         let now = Instant::now();
         let totals = self.core.totals();
-        self.core.metrics.publish(&totals);
+        if let Some(m) = &self.core.metrics {
+            m.publish(&totals);
+        }
         let window = self.core.window_stats(now);
         let state = self.state();
         BreakerStats {

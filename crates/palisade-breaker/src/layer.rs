@@ -10,9 +10,13 @@ use palisade_core::collect::{self, Collect};
 use tower_layer::Layer;
 
 use crate::config::{BreakerConfig, ConfigError, Window};
+use crate::future::ProbeGuard;
 use crate::handle::BreakerHandle;
+use crate::metrics::Metrics;
 use crate::service::Breaker;
-use crate::state::{Core, StateChange};
+use crate::state::{Core, State, StateChange};
+use palisade_core::layer_error::OpenReason;
+use tokio::time::Instant;
 
 /// One stripe: the breaker's shared core plus a stripe index, in its own allocation
 /// with its own reference count, so that calls on different threads clone different
@@ -24,6 +28,15 @@ pub(crate) struct Stripe {
     /// A copy of the name per stripe, so rejections on different threads don't bump
     /// one shared reference count.
     pub(crate) name: Arc<str>,
+}
+
+/// A decision taken by `poll_ready` (or, for keyed breakers, by `call`).
+#[derive(Debug)]
+pub(crate) enum Ready {
+    No,
+    Admit(u64),
+    Probe(ProbeGuard),
+    Reject(OpenReason, Option<Duration>),
 }
 
 #[derive(Debug)]
@@ -50,6 +63,48 @@ impl Stripes {
             })
             .collect();
         Self { core, list }
+    }
+
+    /// Whether a call may go through now: the fail-fast decision every breaker
+    /// service (plain or keyed) makes.
+    #[inline]
+    pub(crate) fn decide(&self) -> Ready {
+        let word = self.core.word();
+        if matches!(word.state(), State::Closed | State::Disabled) {
+            return Ready::Admit(word.generation());
+        }
+        self.decide_slow(word)
+    }
+
+    #[cold]
+    fn decide_slow(&self, mut word: crate::state::Word) -> Ready {
+        let core = &self.core;
+        loop {
+            match word.state() {
+                State::Closed | State::Disabled => return Ready::Admit(word.generation()),
+                State::ForcedOpen => return Ready::Reject(OpenReason::ForcedOpen, None),
+                State::Open => {
+                    let now = Instant::now();
+                    if let Some(left) = core.open_remaining(now) {
+                        return Ready::Reject(OpenReason::Open, Some(left));
+                    }
+                    core.try_half_open(word, now);
+                    let next = core.word();
+                    if next == word {
+                        // Cannot happen (the open time has passed), but never spin.
+                        return Ready::Reject(OpenReason::Open, None);
+                    }
+                    word = next;
+                }
+                State::HalfOpen => {
+                    return if core.try_acquire_probe(word.generation()) {
+                        Ready::Probe(ProbeGuard::new(core.clone(), word.generation()))
+                    } else {
+                        Ready::Reject(OpenReason::HalfOpenFull, None)
+                    };
+                }
+            }
+        }
     }
 
     /// The calling thread's stripe.
@@ -290,7 +345,13 @@ impl<C> BreakerBuilder<C> {
             });
         }
         self.config.validate()?;
-        let core = Arc::new(Core::new(self.name, &self.config, self.listeners));
+        let metrics = Metrics::new(&self.name, None, self.config.record_duration);
+        let core = Arc::new(Core::new(
+            self.name,
+            &self.config,
+            self.listeners,
+            Some(metrics),
+        ));
         collect::register(&(core.clone() as Arc<dyn Collect>));
         Ok(BreakerLayer {
             stripes: Arc::new(Stripes::new(core)),

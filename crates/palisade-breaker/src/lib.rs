@@ -117,6 +117,7 @@ mod config;
 pub mod error;
 pub mod future;
 mod handle;
+mod keyed;
 
 mod layer;
 mod metrics;
@@ -127,6 +128,7 @@ pub use config::{BreakerConfig, ConfigError, MAX_WINDOW_BUCKETS, MAX_WINDOW_CALL
 pub use error::{BreakerOpen, OpenReason};
 pub use handle::{BreakerHandle, BreakerStats};
 
+pub use keyed::{KeyLimits, KeyedBreaker, KeyedBreakerBuilder, KeyedBreakerLayer};
 pub use layer::{BreakerBuilder, BreakerLayer};
 pub use service::Breaker;
 pub use state::{State, StateChange};

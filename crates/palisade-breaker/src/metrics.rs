@@ -5,7 +5,7 @@
 //! (`palisade_core::collect::collect_all`, which the umbrella's `/metrics` service
 //! calls before rendering), on every state change, and when a handle reads its stats.
 
-use metrics::{Counter, Gauge, Histogram, Unit};
+use metrics::{Counter, Gauge, Histogram, Label, Unit};
 
 use crate::state::{State, Totals};
 
@@ -33,6 +33,7 @@ pub(crate) struct Metrics {
     slow: Counter,
     edges: [Counter; 4],
     pub(crate) duration: Option<Histogram>,
+    labels: Vec<Label>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -58,23 +59,37 @@ fn describe() {
 }
 
 impl Metrics {
-    pub(crate) fn new(name: &std::sync::Arc<str>, record_duration: bool) -> Self {
+    /// Handles labelled `name` (and `key`, for a keyed breaker that labels by key).
+    pub(crate) fn new(
+        name: &std::sync::Arc<str>,
+        key: Option<&str>,
+        record_duration: bool,
+    ) -> Self {
         describe();
-        let n = name.to_string();
-        let calls = |outcome: &'static str| metrics::counter!(CALLS, "name" => n.clone(), "outcome" => outcome);
+        let base: Vec<Label> = std::iter::once(Label::new("name", name.to_string()))
+            .chain(key.map(|k| Label::new("key", k.to_owned())))
+            .collect();
+        let with = |extra: &[(&'static str, &'static str)]| -> Vec<Label> {
+            let mut l = base.clone();
+            l.extend(extra.iter().map(|(k, v)| Label::new(*k, *v)));
+            l
+        };
+        let calls = |outcome: &'static str| metrics::counter!(CALLS, with(&[("outcome", outcome)]));
         Self {
-            state: State::ALL
-                .map(|s| metrics::gauge!(STATE, "name" => n.clone(), "state" => s.as_str())),
+            state: State::ALL.map(|s| metrics::gauge!(STATE, with(&[("state", s.as_str())]))),
             success: calls("success"),
             failure: calls("failure"),
             ignored: calls("ignored"),
             rejected: calls("rejected"),
             slow: calls("slow"),
             edges: EDGES.map(|(from, to)| {
-                metrics::counter!(TRANSITIONS, "name" => n.clone(), "from" => from.as_str(), "to" => to.as_str())
+                metrics::counter!(
+                    TRANSITIONS,
+                    with(&[("from", from.as_str()), ("to", to.as_str())])
+                )
             }),
-            duration: record_duration
-                .then(|| metrics::histogram!(DURATION, "name" => n.clone())),
+            duration: record_duration.then(|| metrics::histogram!(DURATION, base.clone())),
+            labels: base.clone(),
             name: name.clone(),
         }
     }
@@ -88,11 +103,12 @@ impl Metrics {
     pub(crate) fn transition(&self, from: State, to: State) {
         match EDGES.iter().position(|e| *e == (from, to)) {
             Some(i) => self.edges[i].increment(1),
-            None => metrics::counter!(
-                TRANSITIONS,
-                "name" => self.name.to_string(), "from" => from.as_str(), "to" => to.as_str()
-            )
-            .increment(1),
+            None => {
+                let mut labels = self.labels.clone();
+                labels.push(Label::new("from", from.as_str()));
+                labels.push(Label::new("to", to.as_str()));
+                metrics::counter!(TRANSITIONS, labels).increment(1);
+            }
         }
     }
 

@@ -3,17 +3,15 @@
 use std::mem;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use palisade_core::BoxError;
 use palisade_core::classify::{Classify, ErrorClassifier};
-use palisade_core::layer_error::{BreakerOpen, OpenReason};
+use palisade_core::layer_error::BreakerOpen;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use crate::future::{ProbeGuard, Record, ResponseFuture};
-use crate::layer::Stripes;
-use crate::state::State;
+use crate::future::{Record, ResponseFuture};
+use crate::layer::{Ready, Stripes};
 
 /// A service guarded by a circuit breaker. Made by [`BreakerLayer`](crate::BreakerLayer).
 ///
@@ -26,14 +24,6 @@ pub struct Breaker<S, C = ErrorClassifier> {
     classifier: C,
     stripes: Arc<Stripes>,
     ready: Ready,
-}
-
-#[derive(Debug)]
-enum Ready {
-    No,
-    Admit(u64),
-    Probe(ProbeGuard),
-    Reject(OpenReason, Option<Duration>),
 }
 
 impl<S, C> Breaker<S, C> {
@@ -67,34 +57,7 @@ impl<S, C> Breaker<S, C> {
     }
 
     fn decide(&self) -> Ready {
-        let core = &self.stripes.core;
-        let mut word = core.word();
-        loop {
-            match word.state() {
-                State::Closed | State::Disabled => return Ready::Admit(word.generation()),
-                State::ForcedOpen => return Ready::Reject(OpenReason::ForcedOpen, None),
-                State::Open => {
-                    let now = Instant::now();
-                    if let Some(left) = core.open_remaining(now) {
-                        return Ready::Reject(OpenReason::Open, Some(left));
-                    }
-                    core.try_half_open(word, now);
-                    let next = core.word();
-                    if next == word {
-                        // Cannot happen (the open time has passed), but never spin.
-                        return Ready::Reject(OpenReason::Open, None);
-                    }
-                    word = next;
-                }
-                State::HalfOpen => {
-                    return if core.try_acquire_probe(word.generation()) {
-                        Ready::Probe(ProbeGuard::new(core.clone(), word.generation()))
-                    } else {
-                        Ready::Reject(OpenReason::HalfOpenFull, None)
-                    };
-                }
-            }
-        }
+        self.stripes.decide()
     }
 }
 
@@ -152,36 +115,48 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let (generation, probe) = match mem::replace(&mut self.ready, Ready::No) {
-            Ready::No => {
-                panic!("Breaker::call: poll_ready must be called first and return Ready(Ok)")
-            }
-            Ready::Reject(reason, retry_after) => {
-                let stripe = self.stripes.current();
-                stripe.core.counters[stripe.index]
-                    .rejected
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return ResponseFuture::rejected(BreakerOpen::new(
-                    stripe.name.clone(),
-                    reason,
-                    retry_after,
-                ));
-            }
-            Ready::Admit(generation) => (generation, None),
-            Ready::Probe(guard) => (guard.generation(), Some(guard)),
-        };
-        let stripe = self.stripes.current().clone();
-        let start = stripe.core.times_calls().then(Instant::now);
-        let future = self.inner.call(req);
-        ResponseFuture::running(
-            future,
-            Record {
-                classifier: self.classifier.clone(),
-                stripe,
-                generation,
-                start,
-                probe,
-            },
-        )
+        let ready = mem::replace(&mut self.ready, Ready::No);
+        start(&self.stripes, ready, &self.classifier, || {
+            self.inner.call(req)
+        })
     }
+}
+
+/// Turns a decision into a response future: an immediately-ready rejection, or the
+/// inner call with what it needs to record its outcome.
+pub(crate) fn start<F, C: Clone>(
+    stripes: &Stripes,
+    ready: Ready,
+    classifier: &C,
+    call: impl FnOnce() -> F,
+) -> ResponseFuture<F, C> {
+    let (generation, probe) = match ready {
+        Ready::No => panic!("Breaker::call: poll_ready must be called first and return Ready(Ok)"),
+        Ready::Reject(reason, retry_after) => {
+            let stripe = stripes.current();
+            stripe.core.counters[stripe.index]
+                .rejected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return ResponseFuture::rejected(BreakerOpen::new(
+                stripe.name.clone(),
+                reason,
+                retry_after,
+            ));
+        }
+        Ready::Admit(generation) => (generation, None),
+        Ready::Probe(guard) => (guard.generation(), Some(guard)),
+    };
+    let stripe = stripes.current().clone();
+    let start = stripe.core.times_calls().then(Instant::now);
+    let future = call();
+    ResponseFuture::running(
+        future,
+        Record {
+            classifier: classifier.clone(),
+            stripe,
+            generation,
+            start,
+            probe,
+        },
+    )
 }

@@ -389,7 +389,7 @@ struct TransitionState {
     rng: u64,
 }
 
-type Listener = Arc<dyn Fn(&StateChange) + Send + Sync>;
+pub(crate) type Listener = Arc<dyn Fn(&StateChange) + Send + Sync>;
 
 /// The shared state of one breaker.
 pub(crate) struct Core {
@@ -410,7 +410,9 @@ pub(crate) struct Core {
     epoch: Instant,
     transition: Mutex<TransitionState>,
     listeners: Mutex<Vec<Listener>>,
-    pub(crate) metrics: Metrics,
+    /// `None` for the per-key breakers of a keyed layer that does not label by key:
+    /// the keyed layer publishes their sums instead.
+    pub(crate) metrics: Option<Metrics>,
 }
 
 impl std::fmt::Debug for Core {
@@ -446,14 +448,20 @@ fn random_seed() -> u64 {
 }
 
 impl Core {
-    pub(crate) fn new(name: Arc<str>, config: &BreakerConfig, listeners: Vec<Listener>) -> Self {
+    pub(crate) fn new(
+        name: Arc<str>,
+        config: &BreakerConfig,
+        listeners: Vec<Listener>,
+        metrics: Option<Metrics>,
+    ) -> Self {
         let window = match config.window {
             Window::Count { calls } => WindowImpl::Count(CountWindow::new(calls)),
             Window::Time { length, buckets } => WindowImpl::Time(TimeWindow::new(length, buckets)),
         };
         let now = Instant::now();
-        let metrics = Metrics::new(&name, config.record_duration);
-        metrics.set_state(State::Closed);
+        if let Some(m) = &metrics {
+            m.set_state(State::Closed);
+        }
         Self {
             word: CachePadded::new(AtomicU64::new(Word(0).0)),
             open_until: AtomicU64::new(0),
@@ -493,6 +501,7 @@ impl Core {
         self.slow_nanos != u64::MAX || self.record_duration
     }
 
+    #[inline]
     fn is_time_window(&self) -> bool {
         matches!(self.window, WindowImpl::Time(_))
     }
@@ -615,6 +624,25 @@ impl Core {
     /// Records the outcome of a call admitted in `generation` (not a probe).
     #[inline]
     pub(crate) fn record(
+        &self,
+        stripe: usize,
+        generation: u64,
+        outcome: Outcome,
+        elapsed: Option<Duration>,
+    ) {
+        if outcome == Outcome::Success && elapsed.is_none() && !self.is_time_window() {
+            // The common case: one increment on this thread's own line, and a read of
+            // the consecutive-failure count (written only while failures happen).
+            self.counters[stripe].successes.fetch_add(1, Relaxed);
+            if self.consecutive.load(Relaxed) != 0 {
+                self.consecutive.store(0, Relaxed);
+            }
+            return;
+        }
+        self.record_slow(stripe, generation, outcome, elapsed);
+    }
+
+    fn record_slow(
         &self,
         stripe: usize,
         generation: u64,
@@ -798,10 +826,12 @@ impl Core {
         let stats = self.window_stats(now);
         self.word.store(next.0, Release);
         t.last_change = now;
-        if from.state() != to {
-            self.metrics.set_state(to);
+        if let Some(m) = &self.metrics {
+            if from.state() != to {
+                m.set_state(to);
+            }
+            m.transition(from.state(), to);
         }
-        self.metrics.transition(from.state(), to);
         self.publish_counters();
         let change = StateChange {
             name: self.name.clone(),
@@ -878,7 +908,9 @@ impl Core {
     }
 
     pub(crate) fn publish_counters(&self) {
-        self.metrics.publish(&self.totals());
+        if let Some(m) = &self.metrics {
+            m.publish(&self.totals());
+        }
     }
 }
 
