@@ -5,14 +5,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use crossbeam_utils::CachePadded;
 use palisade_core::BoxError;
 use palisade_core::classify::Classify;
 use palisade_core::layer_error::BreakerOpen;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use crate::layer::Stripe;
 use crate::state::{Core, Outcome};
 
 /// A half-open probe slot. Released on drop unless the probe completed, so a probe
@@ -20,18 +18,16 @@ use crate::state::{Core, Outcome};
 /// mid-flight) frees its slot.
 #[derive(Debug)]
 pub(crate) struct ProbeGuard {
-    core: Arc<Core>,
+    pub(crate) core: Arc<Core>,
+    /// `DONE` once the probe has completed (keeps the guard at 16 bytes).
     generation: u64,
-    armed: bool,
 }
+
+const DONE: u64 = u64::MAX;
 
 impl ProbeGuard {
     pub(crate) fn new(core: Arc<Core>, generation: u64) -> Self {
-        Self {
-            core,
-            generation,
-            armed: true,
-        }
+        Self { core, generation }
     }
 
     pub(crate) fn generation(&self) -> u64 {
@@ -39,14 +35,14 @@ impl ProbeGuard {
     }
 
     fn complete(mut self, outcome: Outcome, now: Instant) {
-        self.armed = false;
-        self.core.complete_probe(self.generation, outcome, now);
+        let generation = std::mem::replace(&mut self.generation, DONE);
+        self.core.complete_probe(generation, outcome, now);
     }
 }
 
 impl Drop for ProbeGuard {
     fn drop(&mut self) {
-        if self.armed {
+        if self.generation != DONE {
             self.core.release_probe(self.generation);
         }
     }
@@ -55,7 +51,7 @@ impl Drop for ProbeGuard {
 /// What the future needs to record its outcome.
 pub(crate) struct Record<C> {
     pub(crate) classifier: C,
-    pub(crate) stripe: Arc<CachePadded<Stripe>>,
+    pub(crate) slot: crate::local::Slot,
     pub(crate) generation: u64,
     pub(crate) start: Option<Instant>,
     pub(crate) probe: Option<ProbeGuard>,
@@ -77,18 +73,18 @@ impl<C> Record<C> {
         } else {
             Outcome::Ignored
         };
-        let core = &self.stripe.core;
         let elapsed = self.start.map(|s| s.elapsed());
-        if let (Some(Some(h)), Some(d)) = (core.metrics.as_ref().map(|m| &m.duration), elapsed) {
-            h.record(d.as_secs_f64());
+        if let Some(probe) = self.probe.take() {
+            probe.core.record_probe_counts(outcome, elapsed);
+            probe.complete(outcome, Instant::now());
+            return;
         }
-        match self.probe.take() {
-            None => core.record(self.stripe.index, self.generation, outcome, elapsed),
-            Some(probe) => {
-                core.record_probe_counts(self.stripe.index, outcome, elapsed);
-                probe.complete(outcome, Instant::now());
-            }
-        }
+        let generation = self.generation;
+        crate::local::with_core(
+            self.slot,
+            |core, thread| core.record_fast(thread, outcome, elapsed),
+            |core| core.record(generation, outcome, elapsed),
+        );
     }
 }
 

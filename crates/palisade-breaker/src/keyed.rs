@@ -448,12 +448,13 @@ where
                 metrics::counter!(m::TRANSITIONS, labels).increment(1);
             }));
         }
-        let core = Arc::new(Core::new(
+        let core = Core::new_arc(
             self.name.clone(),
             &self.config,
             listeners,
             metrics,
-        ));
+            crate::state::KEYED_STRIPES,
+        );
         let stripes = Arc::new(Stripes::new(core));
         map.insert(
             key,

@@ -1,10 +1,8 @@
 //! [`BreakerLayer`] and its builder.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
-use crossbeam_utils::CachePadded;
 use palisade_core::classify::ErrorClassifier;
 use palisade_core::collect::{self, Collect};
 use tower_layer::Layer;
@@ -18,51 +16,30 @@ use crate::state::{Core, State, StateChange};
 use palisade_core::layer_error::OpenReason;
 use tokio::time::Instant;
 
-/// One stripe: the breaker's shared core plus a stripe index, in its own allocation
-/// with its own reference count, so that calls on different threads clone different
-/// `Arc`s and write different cache lines.
-#[derive(Debug)]
-pub(crate) struct Stripe {
-    pub(crate) core: Arc<Core>,
-    pub(crate) index: usize,
-    /// A copy of the name per stripe, so rejections on different threads don't bump
-    /// one shared reference count.
-    pub(crate) name: Arc<str>,
-}
-
 /// A decision taken by `poll_ready` (or, for keyed breakers, by `call`).
 #[derive(Debug)]
 pub(crate) enum Ready {
-    No,
     Admit(u64),
     Probe(ProbeGuard),
     Reject(OpenReason, Option<Duration>),
 }
 
+/// What services and layers hold: the breaker's core. When the last one is dropped, the
+/// breaker's registry slot is retired (futures still in flight skip their bookkeeping).
 #[derive(Debug)]
 pub(crate) struct Stripes {
     pub(crate) core: Arc<Core>,
-    list: Box<[Arc<CachePadded<Stripe>>]>,
 }
 
-static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static THREAD_HINT: usize = NEXT_THREAD.fetch_add(1, Relaxed);
+impl Drop for Stripes {
+    fn drop(&mut self) {
+        crate::local::retire(self.core.slot);
+    }
 }
 
 impl Stripes {
     pub(crate) fn new(core: Arc<Core>) -> Self {
-        let list = (0..core.counters.len())
-            .map(|index| {
-                Arc::new(CachePadded::new(Stripe {
-                    core: core.clone(),
-                    index,
-                    name: Arc::from(&*core.name),
-                }))
-            })
-            .collect();
-        Self { core, list }
+        Self { core }
     }
 
     /// Whether a call may go through now: the fail-fast decision every breaker
@@ -105,13 +82,6 @@ impl Stripes {
                 }
             }
         }
-    }
-
-    /// The calling thread's stripe.
-    #[inline]
-    pub(crate) fn current(&self) -> &Arc<CachePadded<Stripe>> {
-        let hint = THREAD_HINT.with(|h| *h);
-        &self.list[hint & (self.list.len() - 1)]
     }
 }
 
@@ -346,12 +316,13 @@ impl<C> BreakerBuilder<C> {
         }
         self.config.validate()?;
         let metrics = Metrics::new(&self.name, None, self.config.record_duration);
-        let core = Arc::new(Core::new(
+        let core = Core::new_arc(
             self.name,
             &self.config,
             self.listeners,
             Some(metrics),
-        ));
+            crate::state::STRIPES,
+        );
         collect::register(&(core.clone() as Arc<dyn Collect>));
         Ok(BreakerLayer {
             stripes: Arc::new(Stripes::new(core)),

@@ -81,14 +81,20 @@
 //!
 //! # Cost
 //!
-//! While closed, a successful call costs a load of the state word, a load of the
-//! consecutive-failure count, and an increment of a counter on the calling thread's
-//! own cache line (the counters are striped across threads), plus one reference-count
-//! increment and decrement on a per-thread `Arc`. No lock, no allocation, no clock
-//! read unless slow-call detection or the duration histogram is on, and no metric is
-//! written per call: counters are published when metrics are collected. Time windows
-//! read the clock once per call. Failures do more work (they judge the window);
-//! transitions take a lock.
+//! While closed, a successful call costs one load of the state word, one load of the
+//! consecutive-failure count (a line written only while failures happen), and one
+//! increment of a counter on a cache line the calling thread owns (written with a plain
+//! load and store when the thread has a stripe of its own, an atomic increment
+//! otherwise). The response future holds no reference count: it carries the breaker's
+//! slot number and finds the breaker through a per-thread cache (see the `local`
+//! module's docs in the source). No lock, no allocation, no clock read unless slow-call
+//! detection or the duration histogram is on, and no metric is written per call:
+//! counters are published when metrics are collected. Time windows read the clock once
+//! per call. Failures do more work (they judge the window); transitions take a lock.
+//!
+//! A thread keeps a reference to every breaker it has recorded an outcome for, until
+//! the breaker's last service is dropped and the thread next records an outcome: a
+//! dropped breaker's memory is reclaimed lazily.
 //!
 //! # Metrics
 //!
@@ -120,6 +126,7 @@ mod handle;
 mod keyed;
 
 mod layer;
+mod local;
 mod metrics;
 mod service;
 mod state;

@@ -3,15 +3,17 @@
 use std::mem;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use palisade_core::BoxError;
 use palisade_core::classify::{Classify, ErrorClassifier};
-use palisade_core::layer_error::BreakerOpen;
+use palisade_core::layer_error::{BreakerOpen, OpenReason};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use crate::future::{Record, ResponseFuture};
+use crate::future::{ProbeGuard, Record, ResponseFuture};
 use crate::layer::{Ready, Stripes};
+use crate::state::{Core, State};
 
 /// A service guarded by a circuit breaker. Made by [`BreakerLayer`](crate::BreakerLayer).
 ///
@@ -23,7 +25,20 @@ pub struct Breaker<S, C = ErrorClassifier> {
     inner: S,
     classifier: C,
     stripes: Arc<Stripes>,
-    ready: Ready,
+    // The decision of `poll_ready`, in plain fields rather than one enum: writing
+    // these in place is cheaper than building and copying an enum on every call.
+    decided: Decided,
+    generation: u64,
+    probe: Option<ProbeGuard>,
+    rejection: (OpenReason, Option<Duration>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decided {
+    Nothing,
+    Admit,
+    Probe,
+    Reject,
 }
 
 impl<S, C> Breaker<S, C> {
@@ -32,7 +47,10 @@ impl<S, C> Breaker<S, C> {
             inner,
             classifier,
             stripes,
-            ready: Ready::No,
+            decided: Decided::Nothing,
+            generation: 0,
+            probe: None,
+            rejection: (OpenReason::Open, None),
         }
     }
 
@@ -56,8 +74,34 @@ impl<S, C> Breaker<S, C> {
         crate::BreakerHandle::new(self.stripes.core.clone())
     }
 
-    fn decide(&self) -> Ready {
-        self.stripes.decide()
+    #[inline]
+    fn decide(&mut self) {
+        let word = self.stripes.core.word();
+        if matches!(word.state(), State::Closed | State::Disabled) {
+            self.decided = Decided::Admit;
+            self.generation = word.generation();
+        } else {
+            self.decide_slow();
+        }
+    }
+
+    #[cold]
+    fn decide_slow(&mut self) {
+        match self.stripes.decide() {
+            Ready::Admit(generation) => {
+                self.decided = Decided::Admit;
+                self.generation = generation;
+            }
+            Ready::Probe(guard) => {
+                self.decided = Decided::Probe;
+                self.generation = guard.generation();
+                self.probe = Some(guard);
+            }
+            Ready::Reject(reason, retry_after) => {
+                self.decided = Decided::Reject;
+                self.rejection = (reason, retry_after);
+            }
+        }
     }
 }
 
@@ -69,7 +113,10 @@ impl<S: Clone, C: Clone> Clone for Breaker<S, C> {
             inner: self.inner.clone(),
             classifier: self.classifier.clone(),
             stripes: self.stripes.clone(),
-            ready: Ready::No,
+            decided: Decided::Nothing,
+            generation: 0,
+            probe: None,
+            rejection: (OpenReason::Open, None),
         }
     }
 }
@@ -79,7 +126,7 @@ impl<S: std::fmt::Debug, C> std::fmt::Debug for Breaker<S, C> {
         f.debug_struct("Breaker")
             .field("name", &self.stripes.core.name)
             .field("inner", &self.inner)
-            .field("ready", &self.ready)
+            .field("decided", &self.decided)
             .finish_non_exhaustive()
     }
 }
@@ -98,62 +145,92 @@ where
         // A probe slot, once taken, is kept until called or dropped; any other
         // decision is cheap and taken afresh, so a wait on the inner service never
         // admits a call the breaker has since refused.
-        if !matches!(self.ready, Ready::Probe(_)) {
-            self.ready = self.decide();
+        if self.decided != Decided::Probe {
+            self.decide();
         }
-        if let Ready::Reject(..) = self.ready {
+        if self.decided == Decided::Reject {
             return Poll::Ready(Ok(()));
         }
         match self.inner.poll_ready(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(e)) => {
-                self.ready = Ready::No;
+                self.decided = Decided::Nothing;
+                self.probe = None;
                 Poll::Ready(Err(e.into()))
             }
         }
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        let ready = mem::replace(&mut self.ready, Ready::No);
-        start(&self.stripes, ready, &self.classifier, || {
-            self.inner.call(req)
-        })
+        let decided = mem::replace(&mut self.decided, Decided::Nothing);
+        let core = &self.stripes.core;
+        match decided {
+            Decided::Admit => admit(core, self.generation, None, &self.classifier, || {
+                self.inner.call(req)
+            }),
+            Decided::Probe => {
+                let probe = self.probe.take();
+                admit(core, self.generation, probe, &self.classifier, || {
+                    self.inner.call(req)
+                })
+            }
+            Decided::Reject => reject(core, self.rejection.0, self.rejection.1),
+            Decided::Nothing => {
+                panic!("Breaker::call: poll_ready must be called first and return Ready(Ok)")
+            }
+        }
     }
 }
 
-/// Turns a decision into a response future: an immediately-ready rejection, or the
-/// inner call with what it needs to record its outcome.
+/// Turns a decision into a response future (keyed breakers decide in `call`).
+#[inline]
 pub(crate) fn start<F, C: Clone>(
     stripes: &Stripes,
     ready: Ready,
     classifier: &C,
     call: impl FnOnce() -> F,
 ) -> ResponseFuture<F, C> {
-    let (generation, probe) = match ready {
-        Ready::No => panic!("Breaker::call: poll_ready must be called first and return Ready(Ok)"),
-        Ready::Reject(reason, retry_after) => {
-            let stripe = stripes.current();
-            stripe.core.counters[stripe.index]
-                .rejected
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return ResponseFuture::rejected(BreakerOpen::new(
-                stripe.name.clone(),
-                reason,
-                retry_after,
-            ));
-        }
-        Ready::Admit(generation) => (generation, None),
-        Ready::Probe(guard) => (guard.generation(), Some(guard)),
-    };
-    let stripe = stripes.current().clone();
-    let start = stripe.core.times_calls().then(Instant::now);
+    let core = &stripes.core;
+    match ready {
+        Ready::Reject(reason, retry_after) => reject(core, reason, retry_after),
+        Ready::Admit(generation) => admit(core, generation, None, classifier, call),
+        Ready::Probe(guard) => admit(core, guard.generation(), Some(guard), classifier, call),
+    }
+}
+
+/// An immediately-ready rejection, counted.
+#[cold]
+fn reject<F, C>(
+    core: &Core,
+    reason: OpenReason,
+    retry_after: Option<Duration>,
+) -> ResponseFuture<F, C> {
+    core.count_rejection();
+    ResponseFuture::rejected(BreakerOpen::new(
+        core.name_for_thread(),
+        reason,
+        retry_after,
+    ))
+}
+
+/// The inner call, with what the future needs to record its outcome.
+#[inline]
+fn admit<F, C: Clone>(
+    core: &Core,
+    generation: u64,
+    probe: Option<ProbeGuard>,
+    classifier: &C,
+    call: impl FnOnce() -> F,
+) -> ResponseFuture<F, C> {
+    let start = core.times_calls().then(Instant::now);
     let future = call();
     ResponseFuture::running(
         future,
         Record {
             classifier: classifier.clone(),
-            stripe,
+            slot: core.slot,
             generation,
             start,
             probe,

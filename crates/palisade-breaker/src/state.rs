@@ -394,6 +394,10 @@ pub(crate) type Listener = Arc<dyn Fn(&StateChange) + Send + Sync>;
 /// The shared state of one breaker.
 pub(crate) struct Core {
     pub(crate) name: Arc<str>,
+    /// Per-stripe copies of the name, so rejections on different threads don't bump one
+    /// shared reference count.
+    names: Box<[Arc<str>]>,
+    pub(crate) slot: crate::local::Slot,
     word: CachePadded<AtomicU64>,
     open_until: AtomicU64,
     consecutive: CachePadded<AtomicU32>,
@@ -424,13 +428,11 @@ impl std::fmt::Debug for Core {
     }
 }
 
-/// How many stripes: enough for every core to have its own, a power of two.
-pub(crate) fn stripe_count() -> usize {
-    std::thread::available_parallelism()
-        .map_or(4, |n| n.get())
-        .clamp(2, 64)
-        .next_power_of_two()
-}
+/// Stripes of a plain breaker: the first 63 threads of the process each own one; later
+/// threads share the last.
+pub(crate) const STRIPES: usize = 64;
+/// Stripes of each key's breaker in a keyed layer (memory per key matters more there).
+pub(crate) const KEYED_STRIPES: usize = 8;
 
 fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -448,11 +450,27 @@ fn random_seed() -> u64 {
 }
 
 impl Core {
-    pub(crate) fn new(
+    /// A new breaker, registered in the process-wide slot registry.
+    pub(crate) fn new_arc(
         name: Arc<str>,
         config: &BreakerConfig,
         listeners: Vec<Listener>,
         metrics: Option<Metrics>,
+        stripes: usize,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|weak| {
+            let slot = crate::local::register(weak.clone());
+            Self::new(name, config, listeners, metrics, stripes, slot)
+        })
+    }
+
+    fn new(
+        name: Arc<str>,
+        config: &BreakerConfig,
+        listeners: Vec<Listener>,
+        metrics: Option<Metrics>,
+        stripes: usize,
+        slot: crate::local::Slot,
     ) -> Self {
         let window = match config.window {
             Window::Count { calls } => WindowImpl::Count(CountWindow::new(calls)),
@@ -467,9 +485,11 @@ impl Core {
             open_until: AtomicU64::new(0),
             consecutive: CachePadded::new(AtomicU32::new(0)),
             probes: CachePadded::new(AtomicU64::new(0)),
-            counters: (0..stripe_count())
+            counters: (0..stripes)
                 .map(|_| CachePadded::new(Counters::default()))
                 .collect(),
+            names: (0..stripes).map(|_| Arc::from(&*name)).collect(),
+            slot,
             window,
             base: AtomicU64::new(0),
             slow_nanos: config.slow_call_duration.map_or(u64::MAX, |d| {
@@ -508,6 +528,56 @@ impl Core {
 
     fn nanos_since_epoch(&self, now: Instant) -> u64 {
         u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// This thread's stripe, and whether the thread owns it alone.
+    #[inline]
+    pub(crate) fn stripe(&self) -> (&Counters, bool) {
+        self.stripe_of(crate::local::thread_index())
+    }
+
+    /// Thread `i`'s stripe, and whether that thread owns it alone.
+    #[inline]
+    pub(crate) fn stripe_of(&self, i: usize) -> (&Counters, bool) {
+        let last = self.counters.len() - 1;
+        if i < last {
+            (&self.counters[i], true)
+        } else {
+            (&self.counters[last], false)
+        }
+    }
+
+    /// This thread's copy of the name.
+    pub(crate) fn name_for_thread(&self) -> Arc<str> {
+        let i = crate::local::thread_index().min(self.names.len() - 1);
+        self.names[i].clone()
+    }
+
+    /// Counts a rejection.
+    pub(crate) fn count_rejection(&self) {
+        let (c, exclusive) = self.stripe();
+        crate::local::bump(&c.rejected, exclusive);
+    }
+
+    /// The success fast path: closed-state bookkeeping of a call that succeeded, was
+    /// not timed and sits in a count window. Returns `false` when the slow path must
+    /// run instead.
+    #[inline]
+    pub(crate) fn record_fast(
+        &self,
+        thread: usize,
+        outcome: Outcome,
+        elapsed: Option<Duration>,
+    ) -> bool {
+        if outcome != Outcome::Success || elapsed.is_some() || self.is_time_window() {
+            return false;
+        }
+        let (c, exclusive) = self.stripe_of(thread);
+        crate::local::bump(&c.successes, exclusive);
+        if self.consecutive.load(Relaxed) != 0 {
+            self.consecutive.store(0, Relaxed);
+        }
+        true
     }
 
     pub(crate) fn totals(&self) -> Totals {
@@ -622,33 +692,15 @@ impl Core {
     }
 
     /// Records the outcome of a call admitted in `generation` (not a probe).
-    #[inline]
-    pub(crate) fn record(
-        &self,
-        stripe: usize,
-        generation: u64,
-        outcome: Outcome,
-        elapsed: Option<Duration>,
-    ) {
-        if outcome == Outcome::Success && elapsed.is_none() && !self.is_time_window() {
-            // The common case: one increment on this thread's own line, and a read of
-            // the consecutive-failure count (written only while failures happen).
-            self.counters[stripe].successes.fetch_add(1, Relaxed);
-            if self.consecutive.load(Relaxed) != 0 {
-                self.consecutive.store(0, Relaxed);
-            }
+    pub(crate) fn record(&self, generation: u64, outcome: Outcome, elapsed: Option<Duration>) {
+        if let (Some(m), Some(d)) = (&self.metrics, elapsed)
+            && let Some(h) = &m.duration
+        {
+            h.record(d.as_secs_f64());
+        }
+        if self.record_fast(crate::local::thread_index(), outcome, elapsed) {
             return;
         }
-        self.record_slow(stripe, generation, outcome, elapsed);
-    }
-
-    fn record_slow(
-        &self,
-        stripe: usize,
-        generation: u64,
-        outcome: Outcome,
-        elapsed: Option<Duration>,
-    ) {
         let slow = elapsed.is_some_and(|d| d.as_nanos() >= u128::from(self.slow_nanos));
         let now = if self.is_time_window() {
             Some(Instant::now())
@@ -660,24 +712,22 @@ impl Core {
         {
             w.rotate(w.index(self.nanos_since_epoch(now)), || self.recorded());
         }
-        let c = &self.counters[stripe];
+        let (c, exclusive) = self.stripe();
         match outcome {
             Outcome::Success => {
-                c.successes.fetch_add(1, Relaxed);
+                crate::local::bump(&c.successes, exclusive);
                 if self.consecutive.load(Relaxed) != 0 {
                     self.consecutive.store(0, Relaxed);
                 }
             }
-            Outcome::Failure => {
-                c.failures.fetch_add(1, Relaxed);
-            }
+            Outcome::Failure => crate::local::bump(&c.failures, exclusive),
             Outcome::Ignored => {
-                c.ignored.fetch_add(1, Relaxed);
+                crate::local::bump(&c.ignored, exclusive);
                 return;
             }
         }
         if slow {
-            c.slow.fetch_add(1, Relaxed);
+            crate::local::bump(&c.slow, exclusive);
         }
         if outcome == Outcome::Failure || slow {
             self.on_bad(generation, outcome == Outcome::Failure, slow, now);
@@ -686,20 +736,20 @@ impl Core {
 
     /// Counts a probe's outcome in the stats (the window is not touched: it restarts
     /// when the breaker closes).
-    pub(crate) fn record_probe_counts(
-        &self,
-        stripe: usize,
-        outcome: Outcome,
-        elapsed: Option<Duration>,
-    ) {
-        let c = &self.counters[stripe];
+    pub(crate) fn record_probe_counts(&self, outcome: Outcome, elapsed: Option<Duration>) {
+        if let (Some(m), Some(d)) = (&self.metrics, elapsed)
+            && let Some(h) = &m.duration
+        {
+            h.record(d.as_secs_f64());
+        }
+        let (c, exclusive) = self.stripe();
         match outcome {
-            Outcome::Success => c.successes.fetch_add(1, Relaxed),
-            Outcome::Failure => c.failures.fetch_add(1, Relaxed),
-            Outcome::Ignored => c.ignored.fetch_add(1, Relaxed),
-        };
+            Outcome::Success => crate::local::bump(&c.successes, exclusive),
+            Outcome::Failure => crate::local::bump(&c.failures, exclusive),
+            Outcome::Ignored => crate::local::bump(&c.ignored, exclusive),
+        }
         if elapsed.is_some_and(|d| d.as_nanos() >= u128::from(self.slow_nanos)) {
-            c.slow.fetch_add(1, Relaxed);
+            crate::local::bump(&c.slow, exclusive);
         }
     }
 

@@ -117,19 +117,20 @@ async fn half_open_never_admits_more_than_its_probes() {
     let h = layer.handle();
     let in_flight = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
+    // Probes are held at a gate, so they are certainly in flight together.
+    let (open_gate, gate) = tokio::sync::watch::channel(false);
     let (f, p) = (in_flight.clone(), peak.clone());
     let backend = tower::service_fn(move |fail: bool| {
-        let (f, p) = (f.clone(), p.clone());
+        let (f, p, mut gate) = (f.clone(), p.clone(), gate.clone());
         async move {
+            if fail {
+                return Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+            }
             let now = f.fetch_add(1, Ordering::SeqCst) + 1;
             p.fetch_max(now, Ordering::SeqCst);
-            tokio::task::yield_now().await;
+            gate.wait_for(|open| *open).await.unwrap();
             f.fetch_sub(1, Ordering::SeqCst);
-            if fail {
-                Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
-            } else {
-                Ok(())
-            }
+            Ok(())
         }
     });
     let svc = tower::ServiceBuilder::new().layer(layer).service(backend);
@@ -142,13 +143,24 @@ async fn half_open_never_admits_more_than_its_probes() {
     for _ in 0..8 {
         let svc = svc.clone();
         tasks.push(tokio::spawn(async move {
-            for _ in 0..500 {
-                let _ = svc.clone().oneshot(false).await;
+            let mut admitted = 0;
+            for _ in 0..200 {
+                if svc.clone().oneshot(false).await.is_ok() {
+                    admitted += 1;
+                }
             }
+            admitted
         }));
     }
+    // Three probes hold the gate; everything else is refused meanwhile.
+    while h.stats().rejected < 100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(in_flight.load(Ordering::SeqCst), 3);
+    open_gate.send(true).unwrap();
+    let mut admitted = 0;
     for t in tasks {
-        t.await.unwrap();
+        admitted += t.await.unwrap();
     }
     assert_eq!(h.state(), State::HalfOpen);
     assert!(
@@ -156,5 +168,12 @@ async fn half_open_never_admits_more_than_its_probes() {
         "peak {}",
         peak.load(Ordering::SeqCst)
     );
-    assert!(h.stats().rejected > 0);
+    assert_eq!(peak.load(Ordering::SeqCst), 3);
+    let s = h.stats();
+    assert_eq!(
+        s.rejected + admitted,
+        1_600,
+        "every call was either a probe or refused"
+    );
+    assert_eq!(s.successes, admitted);
 }

@@ -399,3 +399,25 @@ async fn futures_poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<
     })
     .await
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_future_may_outlive_its_breaker() {
+    let layer = consecutive_only(1).build().unwrap();
+    let (inner, mut mock) = tower_test::mock::pair::<Act, ()>();
+    let mut svc = tower::Layer::layer(&layer, inner);
+    mock.allow(1);
+    tokio_test_ready(&mut svc).await;
+    let fut = svc.call(Act::Ok);
+    drop(svc);
+    drop(layer);
+    let (_, reply) = mock.next_request().await.unwrap();
+    reply.send_error(palisade_core::CategorizedError::new(
+        palisade_core::Category::Transient,
+        "x",
+    ));
+    // The breaker is gone: the outcome has nowhere to go, and that is fine.
+    fut.await.unwrap_err();
+    // A new breaker (which may reuse the slot) is not disturbed by it.
+    let layer = consecutive_only(1).build().unwrap();
+    assert_eq!(layer.handle().stats().failures, 0);
+}
