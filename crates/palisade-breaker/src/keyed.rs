@@ -136,7 +136,7 @@ impl<K: Hash + Eq + Send + Sync + 'static> Collect for Shared<K> {
 /// open key's breaker returns an immediately-ready [`BreakerOpen`](crate::BreakerOpen)
 /// without calling it.
 ///
-/// Metrics are labelled by key only when asked ([`KeyedBreakerLayer::label_keys`]),
+/// Metrics are labelled by key only when asked ([`KeyedBreakerBuilder::label_keys`]),
 /// since every key becomes a series. Otherwise the layer publishes sums over its keys:
 /// `palisade_breaker_calls_total{name,outcome}`, `palisade_breaker_transitions_total`,
 /// and `palisade_breaker_keys{name,state}`, the number of keys in each state.
