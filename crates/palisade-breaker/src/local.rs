@@ -13,10 +13,10 @@
 //! find nothing and skip their bookkeeping, and each thread drops its cached reference
 //! the next time it records an outcome.
 //!
-//! Counters: every thread has a process-wide index. Threads with an index below a
-//! breaker's stripe count have a stripe of their own, written with a plain load and
-//! store (one writer, exact); the others share the last stripe, written with atomic
-//! increments.
+//! Counters: every live thread has an index, unique among live threads and given back
+//! when the thread exits. Threads with an index below a breaker's stripe count have a
+//! stripe of their own, written with a plain load and store (one writer, exact); the
+//! others share the last stripe, written with atomic increments.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
@@ -95,9 +95,6 @@ fn lookup(slot: Slot) -> Option<Arc<Core>> {
 }
 
 struct Cache {
-    /// This thread's index (see [`thread_index`]), kept here so the hot path reads
-    /// one thread-local, not two.
-    thread: usize,
     seen_retired: u64,
     slots: Vec<Option<(u32, Arc<Core>)>>,
 }
@@ -105,7 +102,6 @@ struct Cache {
 thread_local! {
     static CACHE: RefCell<Cache> = const {
         RefCell::new(Cache {
-            thread: usize::MAX,
             seen_retired: 0,
             slots: Vec::new(),
         })
@@ -135,17 +131,18 @@ pub(crate) fn with_core(
     fast: impl FnOnce(&Core, usize) -> bool,
     slow: impl FnOnce(Arc<Core>),
 ) {
-    let deferred = CACHE.with(|cache| {
+    let deferred = CACHE.try_with(|cache| {
         let Ok(mut cache) = cache.try_borrow_mut() else {
             return lookup(slot);
         };
         let retired = RETIRED.load(Acquire);
-        if cache.seen_retired != retired || cache.thread == usize::MAX {
+        if cache.seen_retired != retired {
             cache.prune();
             cache.seen_retired = retired;
-            cache.thread = thread_index();
         }
-        let thread = cache.thread;
+        // Read afresh each time (not cached): during thread teardown the index may
+        // already have been given back.
+        let thread = thread_index();
         let i = slot.index as usize;
         if let Some(Some((generation, core))) = cache.slots.get(i)
             && *generation == slot.generation
@@ -167,21 +164,45 @@ pub(crate) fn with_core(
             Some(core)
         }
     });
+    // `Err`: this thread's cache is already torn down; go the long way.
+    let deferred = deferred.unwrap_or_else(|_| lookup(slot));
     if let Some(core) = deferred {
         slow(core);
     }
 }
 
 static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+static FREE_THREADS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
-thread_local! {
-    static THREAD_INDEX: usize = NEXT_THREAD.fetch_add(1, Relaxed);
+/// A thread's index, given back when the thread exits so that a process that starts
+/// and stops threads keeps its indices small (and its stripes owned).
+struct ThreadSlot(usize);
+
+impl ThreadSlot {
+    fn take() -> Self {
+        let reused = FREE_THREADS.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        ThreadSlot(reused.unwrap_or_else(|| NEXT_THREAD.fetch_add(1, Relaxed)))
+    }
 }
 
-/// This thread's index, unique for the life of the process.
+impl Drop for ThreadSlot {
+    fn drop(&mut self) {
+        FREE_THREADS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.0);
+    }
+}
+
+thread_local! {
+    static THREAD_INDEX: ThreadSlot = ThreadSlot::take();
+}
+
+/// This thread's index: unique among live threads. During the thread's teardown, once
+/// the index has been given back, `usize::MAX` (which maps to the shared stripe).
 #[inline]
 pub(crate) fn thread_index() -> usize {
-    THREAD_INDEX.with(|i| *i)
+    THREAD_INDEX.try_with(|s| s.0).unwrap_or(usize::MAX)
 }
 
 /// Adds one to a stripe counter: a plain load and store when this thread owns the

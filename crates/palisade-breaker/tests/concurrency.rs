@@ -177,3 +177,38 @@ async fn half_open_never_admits_more_than_its_probes() {
     );
     assert_eq!(s.successes, admitted);
 }
+
+#[test]
+fn counts_stay_exact_while_threads_come_and_go() {
+    let config = BreakerConfig::new()
+        .consecutive_failures(None)
+        .failure_rate(None)
+        .open_jitter(0.0);
+    let layer = deterministic().config(config).build().unwrap();
+    let h = layer.handle();
+    let (svc, _) = guarded(&layer);
+    // 50 rounds of 4 short-lived threads: thread indices are given back and reused, and
+    // a reused index must never let two live threads share an owned stripe.
+    for _ in 0..50 {
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let svc = svc.clone();
+                s.spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async {
+                        for i in 0..500u32 {
+                            let act = if i % 5 == 0 { Act::Fail } else { Act::Ok };
+                            let _ = send(&svc, act).await;
+                        }
+                    });
+                });
+            }
+        });
+    }
+    let s = h.stats();
+    assert_eq!(s.calls, 100_000);
+    assert_eq!(s.failures, 20_000);
+    assert_eq!(s.successes, 80_000);
+}
