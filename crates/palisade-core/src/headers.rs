@@ -294,7 +294,10 @@ mod tests {
             millis::encode(Duration::from_secs(3)).to_str().unwrap(),
             "3000"
         );
-        assert_eq!(millis::encode_str(Duration::MAX), millis::MAX_MILLIS.to_string());
+        assert_eq!(
+            millis::encode_str(Duration::MAX),
+            millis::MAX_MILLIS.to_string()
+        );
         let max = millis::encode_str(Duration::MAX);
         assert_eq!(
             millis::parse("x", max.as_bytes()).unwrap(),

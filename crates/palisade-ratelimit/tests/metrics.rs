@@ -1,0 +1,96 @@
+//! Metrics, through a debugging recorder.
+
+use std::time::Duration;
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::{CompositeKey, MetricKind};
+use palisade_core::BoxError;
+use palisade_ratelimit::key::key_fn;
+use palisade_ratelimit::{Quota, RateLimitLayer};
+use tower::{Layer, ServiceExt, service_fn};
+
+type Snapshot = Vec<(
+    CompositeKey,
+    Option<metrics::Unit>,
+    Option<metrics::SharedString>,
+    DebugValue,
+)>;
+
+fn find(snapshot: &Snapshot, kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    snapshot.iter().find_map(|(k, _, _, v)| {
+        let key = k.key();
+        let matches = k.kind() == kind
+            && key.name() == name
+            && labels
+                .iter()
+                .all(|(lk, lv)| key.labels().any(|l| l.key() == *lk && l.value() == *lv));
+        matches.then(|| match v {
+            DebugValue::Counter(c) => *c as f64,
+            DebugValue::Gauge(g) => g.into_inner(),
+            DebugValue::Histogram(h) => h.len() as f64,
+        })
+    })
+}
+
+#[test]
+fn decisions_keys_and_rate() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let layer = RateLimitLayer::builder()
+                .name("m")
+                .quota(Quota::per_second(10).with_burst(1))
+                .max_wait(Duration::from_millis(150))
+                .keyed(key_fn(|x: &u32| Some(*x)))
+                .build()
+                .unwrap();
+            let handle = layer.handle();
+            let svc = layer.layer(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
+            svc.clone().oneshot(1).await.unwrap(); // admitted
+            svc.clone().oneshot(2).await.unwrap(); // admitted, second key
+            let (a, b) = tokio::join!(svc.clone().oneshot(1), svc.clone().oneshot(1));
+            a.unwrap(); // waited 100 ms
+            b.unwrap_err(); // would wait 200 ms: limited
+            handle.set_rate(20).unwrap();
+            palisade_core::collect::collect_all();
+        });
+    });
+    let snap = snapshotter.snapshot().into_vec();
+    let decision = |d| {
+        find(
+            &snap,
+            MetricKind::Counter,
+            "palisade_ratelimit_decisions_total",
+            &[("name", "m"), ("decision", d)],
+        )
+    };
+    assert_eq!(decision("admitted"), Some(2.0));
+    assert_eq!(decision("waited"), Some(1.0));
+    assert_eq!(decision("limited"), Some(1.0));
+    assert_eq!(decision("fail_open"), Some(0.0), "registered up front");
+    assert_eq!(decision("fail_closed"), Some(0.0));
+    assert_eq!(
+        find(
+            &snap,
+            MetricKind::Gauge,
+            "palisade_ratelimit_keys",
+            &[("name", "m")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        find(
+            &snap,
+            MetricKind::Gauge,
+            "palisade_ratelimit_rate",
+            &[("name", "m")]
+        ),
+        Some(20.0)
+    );
+}
