@@ -1,9 +1,9 @@
 //! Palisade: resilience layers for tower services.
 //!
 //! This umbrella crate re-exports the Palisade crates behind features, so one
-//! dependency brings the whole toolkit. Today it holds the shared vocabulary,
-//! [`core`]; each layer crate joins behind its own feature as it lands (see the
-//! README's feature table).
+//! dependency brings the whole toolkit: the shared vocabulary as [`core`], and each
+//! layer crate behind its own feature (`palisade::breaker`, `palisade::retry`,
+//! `palisade::deadline`, `palisade::bulkhead`, `palisade::ratelimit`).
 //!
 //! ```
 //! use palisade::core::{Category, CategorizedError};
@@ -17,8 +17,10 @@
 //! | feature | default | adds |
 //! |---|---|---|
 //! | `http` | yes | HTTP and gRPC-header classification, deadline headers, layer errors as responses |
+//! | `breaker`, `retry`, `deadline`, `bulkhead`, `ratelimit` | no | the layer crates |
+//! | `redis` | no | the Redis-backed rate limiter |
 //! | `grpc` | no | `tonic::Status` classification |
-//! | `serde` | no | serde for categories and health types |
+//! | `serde` | no | serde for every configuration type |
 //! | `prometheus` | no | [`install_prometheus`]: a Prometheus recorder for every layer's metrics |
 //! | `full` | no | all of the above |
 
@@ -28,6 +30,26 @@
 /// The shared vocabulary: categories, classification, layer errors, deadlines, health
 /// indicators. See [`palisade_core`].
 pub use palisade_core as core;
+
+/// The circuit breaker. See [`palisade_breaker`].
+#[cfg(feature = "breaker")]
+pub use palisade_breaker as breaker;
+
+/// Retry by category. See [`palisade_retry`].
+#[cfg(feature = "retry")]
+pub use palisade_retry as retry;
+
+/// Deadlines that propagate. See [`palisade_deadline`].
+#[cfg(feature = "deadline")]
+pub use palisade_deadline as deadline;
+
+/// The concurrency bulkhead. See [`palisade_bulkhead`].
+#[cfg(feature = "bulkhead")]
+pub use palisade_bulkhead as bulkhead;
+
+/// The rate limiter. See [`palisade_ratelimit`].
+#[cfg(feature = "ratelimit")]
+pub use palisade_ratelimit as ratelimit;
 
 /// The items most programs need, for a glob import.
 pub mod prelude {
