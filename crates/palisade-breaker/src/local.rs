@@ -95,6 +95,9 @@ fn lookup(slot: Slot) -> Option<Arc<Core>> {
 }
 
 struct Cache {
+    /// This thread's index, taken on first use and given back when the thread (and so
+    /// this cache) goes away. Kept here so the hot path reads one thread-local.
+    thread: Option<ThreadSlot>,
     seen_retired: u64,
     slots: Vec<Option<(u32, Arc<Core>)>>,
 }
@@ -102,6 +105,7 @@ struct Cache {
 thread_local! {
     static CACHE: RefCell<Cache> = const {
         RefCell::new(Cache {
+            thread: None,
             seen_retired: 0,
             slots: Vec::new(),
         })
@@ -140,9 +144,7 @@ pub(crate) fn with_core(
             cache.prune();
             cache.seen_retired = retired;
         }
-        // Read afresh each time (not cached): during thread teardown the index may
-        // already have been given back.
-        let thread = thread_index();
+        let thread = cache.thread.get_or_insert_with(ThreadSlot::take).0;
         let i = slot.index as usize;
         if let Some(Some((generation, core))) = cache.slots.get(i)
             && *generation == slot.generation
@@ -194,15 +196,17 @@ impl Drop for ThreadSlot {
     }
 }
 
-thread_local! {
-    static THREAD_INDEX: ThreadSlot = ThreadSlot::take();
-}
-
 /// This thread's index: unique among live threads. During the thread's teardown, once
-/// the index has been given back, `usize::MAX` (which maps to the shared stripe).
+/// the index has been given back, or while the cache is borrowed (a re-entrant call),
+/// `usize::MAX`, which maps to the shared stripe.
 #[inline]
 pub(crate) fn thread_index() -> usize {
-    THREAD_INDEX.try_with(|s| s.0).unwrap_or(usize::MAX)
+    CACHE
+        .try_with(|c| match c.try_borrow_mut() {
+            Ok(mut c) => c.thread.get_or_insert_with(ThreadSlot::take).0,
+            Err(_) => usize::MAX,
+        })
+        .unwrap_or(usize::MAX)
 }
 
 /// Adds one to a stripe counter: a plain load and store when this thread owns the
