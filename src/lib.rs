@@ -3,7 +3,8 @@
 //! This umbrella crate re-exports the Palisade crates behind features, so one
 //! dependency brings the whole toolkit: the shared vocabulary as [`core`], and each
 //! layer crate behind its own feature (`palisade::breaker`, `palisade::retry`,
-//! `palisade::deadline`, `palisade::bulkhead`, `palisade::ratelimit`).
+//! `palisade::deadline`, `palisade::bulkhead`, `palisade::ratelimit`,
+//! `palisade::health`).
 //!
 //! ```
 //! use palisade::core::{Category, CategorizedError};
@@ -17,7 +18,7 @@
 //! | feature | default | adds |
 //! |---|---|---|
 //! | `http` | yes | HTTP and gRPC-header classification, deadline headers, layer errors as responses |
-//! | `breaker`, `retry`, `deadline`, `bulkhead`, `ratelimit` | no | the layer crates |
+//! | `breaker`, `retry`, `deadline`, `bulkhead`, `ratelimit`, `health` | no | the layer crates |
 //! | `redis` | no | the Redis-backed rate limiter |
 //! | `grpc` | no | `tonic::Status` classification |
 //! | `serde` | no | serde for every configuration type |
@@ -46,6 +47,10 @@ pub use palisade_deadline as deadline;
 /// The concurrency bulkhead. See [`palisade_bulkhead`].
 #[cfg(feature = "bulkhead")]
 pub use palisade_bulkhead as bulkhead;
+
+/// Health registry, probes and graceful shutdown. See [`palisade_health`].
+#[cfg(feature = "health")]
+pub use palisade_health as health;
 
 /// The rate limiter. See [`palisade_ratelimit`].
 #[cfg(feature = "ratelimit")]
