@@ -4,7 +4,7 @@
 //! dependency brings the whole toolkit: the shared vocabulary as [`core`], and each
 //! layer crate behind its own feature (`palisade::breaker`, `palisade::retry`,
 //! `palisade::deadline`, `palisade::bulkhead`, `palisade::ratelimit`,
-//! `palisade::health`).
+//! `palisade::health`, `palisade::slo`).
 //!
 //! ```
 //! use palisade::core::{Category, CategorizedError};
@@ -18,7 +18,7 @@
 //! | feature | default | adds |
 //! |---|---|---|
 //! | `http` | yes | HTTP and gRPC-header classification, deadline headers, layer errors as responses |
-//! | `breaker`, `retry`, `deadline`, `bulkhead`, `ratelimit`, `health` | no | the layer crates |
+//! | `breaker`, `retry`, `deadline`, `bulkhead`, `ratelimit`, `health`, `slo` | no | the layer crates |
 //! | `redis` | no | the Redis-backed rate limiter |
 //! | `grpc` | no | `tonic::Status` classification |
 //! | `serde` | no | serde for every configuration type |
@@ -51,6 +51,10 @@ pub use palisade_bulkhead as bulkhead;
 /// Health registry, probes and graceful shutdown. See [`palisade_health`].
 #[cfg(feature = "health")]
 pub use palisade_health as health;
+
+/// Error budgets, burn-rate alerts and adaptive throttling. See [`palisade_slo`].
+#[cfg(feature = "slo")]
+pub use palisade_slo as slo;
 
 /// The rate limiter. See [`palisade_ratelimit`].
 #[cfg(feature = "ratelimit")]

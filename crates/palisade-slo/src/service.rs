@@ -1,0 +1,92 @@
+//! [`Budgeted`]: the service of an [`ErrorBudgetLayer`](crate::ErrorBudgetLayer).
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use palisade_core::classify::Classify;
+use tower_service::Service;
+
+use crate::budget::ErrorBudget;
+use crate::future::ResponseFuture;
+use crate::layer::Recorder;
+
+/// Records the outcome of every call of `S` into an error budget. Built by
+/// [`ErrorBudgetLayer`](crate::ErrorBudgetLayer).
+///
+/// Readiness, responses and errors are the inner service's, unchanged: the budget
+/// never applies backpressure and never fails a call. A `poll_ready` error is not a
+/// call outcome and is not recorded; a call whose future is dropped before it completes
+/// is not recorded either.
+pub struct Budgeted<S, C> {
+    inner: S,
+    recorder: Arc<Recorder<C>>,
+}
+
+impl<S, C> Budgeted<S, C> {
+    pub(crate) fn new(inner: S, recorder: Arc<Recorder<C>>) -> Self {
+        Self { inner, recorder }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The budget this service feeds.
+    pub fn budget(&self) -> ErrorBudget {
+        self.recorder.budget.clone()
+    }
+}
+
+impl<S: Clone, C> Clone for Budgeted<S, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            recorder: self.recorder.clone(),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, C> std::fmt::Debug for Budgeted<S, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Budgeted")
+            .field("budget", &self.recorder.budget.name())
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C, Req> Service<Req> for Budgeted<S, C>
+where
+    S: Service<Req>,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, C>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        let r = &self.recorder;
+        ResponseFuture::new(
+            self.inner.call(req),
+            r.budget.shared().slot,
+            r.classifier.clone(),
+        )
+    }
+}
