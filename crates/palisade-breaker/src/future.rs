@@ -82,7 +82,7 @@ impl<C> Record<C> {
         let generation = self.generation;
         crate::local::with_core(
             self.slot,
-            |core, thread| core.record_fast(thread, outcome, elapsed),
+            |core| core.record_fast(crate::local::thread_index(), outcome, elapsed),
             |core| core.record(generation, outcome, elapsed),
         );
     }

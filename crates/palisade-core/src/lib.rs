@@ -72,6 +72,7 @@ mod error;
 pub mod headers;
 mod health;
 pub mod layer_error;
+pub mod local;
 #[cfg(feature = "http")]
 pub mod rejection;
 

@@ -16,9 +16,9 @@ use crate::alert::{
 };
 use crate::config::{ConfigError, ErrorBudgetConfig, PPT, Resolved};
 use crate::layer::ErrorBudgetLayer;
-use crate::local::{Cache, Registry, Slot};
 use crate::metrics::BudgetMetrics;
 use crate::window::{Ring, Totals};
+use palisade_core::local::{Cache, Registry, Slot};
 
 type Listener = Arc<dyn Fn(&BudgetEvent) + Send + Sync>;
 
@@ -28,10 +28,18 @@ thread_local! {
     static CACHE: RefCell<Cache<Shared>> = const { RefCell::new(Cache::new()) };
 }
 
-/// Records into the budget in `slot` (a response future's way in; see `local`).
+/// Records into the budget in `slot` (a response future's way in; see `palisade_core::local`).
 #[inline]
 pub(crate) fn record_in(slot: Slot, bad: bool) {
-    BUDGETS.with(&CACHE, slot, |s| s.record(bad));
+    BUDGETS.with(
+        &CACHE,
+        slot,
+        |s| {
+            s.record(bad);
+            true
+        },
+        |s| s.record(bad),
+    );
 }
 
 /// What handles, layers and services hold: when the last is dropped the budget's slot

@@ -7,7 +7,7 @@ use std::task::{Context, Poll, ready};
 use palisade_core::classify::Classify;
 use pin_project_lite::pin_project;
 
-use crate::local::Slot;
+use palisade_core::local::Slot;
 
 pin_project! {
     /// The response future of [`Budgeted`](crate::Budgeted): the inner future, whose

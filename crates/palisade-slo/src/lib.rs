@@ -183,7 +183,6 @@ mod config;
 pub mod error;
 pub mod future;
 mod layer;
-mod local;
 mod metrics;
 pub mod presets;
 mod service;

@@ -9,7 +9,7 @@ use palisade_core::classify::Classify;
 use palisade_core::layer_error::Throttled;
 use pin_project_lite::pin_project;
 
-use crate::local::Slot;
+use palisade_core::local::Slot;
 
 pin_project! {
     /// The response future of [`AdaptiveThrottle`](super::AdaptiveThrottle): either the

@@ -46,9 +46,9 @@ use palisade_core::{Category, HealthIndicator, HealthReport, HealthStatus};
 use tokio::time::Instant;
 
 use crate::config::{ThrottleConfig, category_bit};
-use crate::local::{Cache, Registry, Slot};
 use crate::metrics::ThrottleMetrics;
 use crate::window::{Ring, Totals};
+use palisade_core::local::{Cache, Registry, Slot};
 
 /// A decision taken in `poll_ready`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -64,10 +64,18 @@ thread_local! {
 }
 
 /// Counts the outcome of a call admitted by the throttle in `slot` (a response
-/// future's way in; see `local`).
+/// future's way in; see `palisade_core::local`).
 #[inline]
 pub(crate) fn complete_in(slot: Slot, category: Category) {
-    THROTTLES.with(&CACHE, slot, |s| s.complete(category));
+    THROTTLES.with(
+        &CACHE,
+        slot,
+        |s| {
+            s.complete(category);
+            true
+        },
+        |s| s.complete(category),
+    );
 }
 
 /// What layers and services hold: when the last is dropped the throttle's slot is
