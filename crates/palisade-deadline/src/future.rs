@@ -4,14 +4,14 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::error::{BoxError, DeadlineExceeded, DeadlineSource};
-use crate::layer::Shared;
+use crate::layer::{CACHE, DEADLINES};
+use palisade_core::local::Slot;
 
 pin_project! {
     /// The response future of [`DeadlineService`](crate::DeadlineService): the inner
@@ -41,7 +41,9 @@ pin_project! {
             // worked out only if the deadline passes.
             started: Instant,
             source: DeadlineSource,
-            shared: Arc<Shared>,
+            // The layer's state is found through its slot when (rarely) it is needed:
+            // no reference count per call.
+            slot: Slot,
         },
         Failed {
             error: Option<BoxError>,
@@ -56,7 +58,7 @@ impl<F> ResponseFuture<F> {
         deadline: Instant,
         started: Instant,
         source: DeadlineSource,
-        shared: Arc<Shared>,
+        slot: Slot,
     ) -> Self {
         Self {
             state: State::Running {
@@ -65,7 +67,7 @@ impl<F> ResponseFuture<F> {
                 deadline,
                 started,
                 source,
-                shared,
+                slot,
             },
         }
     }
@@ -93,7 +95,7 @@ where
                 deadline,
                 started,
                 source,
-                shared,
+                slot,
             } => {
                 if let Poll::Ready(out) = inner.poll(cx) {
                     return Poll::Ready(out.map_err(Into::into));
@@ -105,14 +107,27 @@ where
                     ready!(sleep.poll(cx));
                 }
                 let budget = deadline.saturating_duration_since(*started);
-                shared.metrics.exceeded.increment(1);
-                tracing::debug!(
-                    name = %shared.name,
-                    budget = ?budget,
-                    source = source.as_str(),
-                    "deadline exceeded"
+                let source = *source;
+                let mut error = None;
+                DEADLINES.with(
+                    &CACHE,
+                    *slot,
+                    |_| false,
+                    |shared| {
+                        shared.metrics.exceeded.increment(1);
+                        tracing::debug!(
+                            name = %shared.name,
+                            budget = ?budget,
+                            source = source.as_str(),
+                            "deadline exceeded"
+                        );
+                        error = Some(DeadlineExceeded::new(shared.name.clone(), budget, source));
+                    },
                 );
-                DeadlineExceeded::new(shared.name.clone(), budget, *source).into()
+                // The layer is gone (every service dropped): the call still times out.
+                error
+                    .unwrap_or_else(|| DeadlineExceeded::new("deadline", budget, source))
+                    .into()
             }
             StateProj::Failed { error } => match error.take() {
                 Some(error) => error,

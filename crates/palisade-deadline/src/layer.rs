@@ -1,3 +1,4 @@
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -5,6 +6,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::HeaderName;
 use metrics::Counter;
+use palisade_core::local::{Cache, Registry, Slot};
 use palisade_core::{FromExtensions, HeaderError};
 use tower_layer::Layer;
 
@@ -18,6 +20,8 @@ use crate::service::{DeadlineService, PropagateDeadline};
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) name: Arc<str>,
+    /// Where response futures find this state (they hold the slot, not an `Arc`).
+    pub(crate) slot: Slot,
     /// Its own `Arc` so each service can keep an `arc_swap` cache of it.
     pub(crate) budgets: Arc<ArcSwap<Budgets>>,
     pub(crate) grpc_timeout: bool,
@@ -25,6 +29,23 @@ pub(crate) struct Shared {
     pub(crate) on_malformed: MalformedHeader,
     pub(crate) max_inbound: Duration,
     pub(crate) metrics: Metrics,
+}
+
+pub(crate) static DEADLINES: Registry<Shared> = Registry::new();
+
+thread_local! {
+    pub(crate) static CACHE: RefCell<Cache<Shared>> = const { RefCell::new(Cache::new()) };
+}
+
+/// Held by the layer and its services: when the last is dropped, the state's slot is
+/// retired and futures still in flight no longer find it.
+#[derive(Debug)]
+pub(crate) struct Owner(pub(crate) Slot);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        DEADLINES.retire(self.0);
+    }
 }
 
 impl Shared {
@@ -63,6 +84,7 @@ impl Shared {
 /// [`budget_fn`](DeadlineLayer::budget_fn)); the default, [`TableOnly`], uses the table.
 pub struct DeadlineLayer<P = TableOnly> {
     shared: Arc<Shared>,
+    owner: Arc<Owner>,
     policy: P,
 }
 
@@ -104,17 +126,20 @@ impl DeadlineLayer {
     pub fn from_config(config: DeadlineConfig) -> Result<Self, ConfigError> {
         let header = config.validated()?;
         let name: Arc<str> = Arc::from(config.name.as_str());
-        let shared = Shared {
-            metrics: Metrics::new(&name, config.record_budget),
+        let metrics = Metrics::new(&name, config.record_budget);
+        let shared = Arc::new_cyclic(|weak| Shared {
+            slot: DEADLINES.register(weak.clone()),
+            metrics,
             name,
             budgets: Arc::new(ArcSwap::from_pointee(config.budgets)),
             grpc_timeout: config.grpc_timeout,
             header,
             on_malformed: config.on_malformed,
             max_inbound: config.max_inbound,
-        };
+        });
         Ok(Self {
-            shared: Arc::new(shared),
+            owner: Arc::new(Owner(shared.slot)),
+            shared,
             policy: TableOnly,
         })
     }
@@ -144,6 +169,7 @@ impl<P> DeadlineLayer<P> {
     pub fn policy<Q: BudgetPolicy + Clone>(self, policy: Q) -> DeadlineLayer<Q> {
         DeadlineLayer {
             shared: self.shared,
+            owner: self.owner,
             policy,
         }
     }
@@ -163,6 +189,7 @@ impl<P: Clone> Clone for DeadlineLayer<P> {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
+            owner: self.owner.clone(),
             policy: self.policy.clone(),
         }
     }
@@ -186,7 +213,12 @@ impl<S, P: Clone> Layer<S> for DeadlineLayer<P> {
     type Service = DeadlineService<S, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        DeadlineService::new(inner, self.shared.clone(), self.policy.clone())
+        DeadlineService::new(
+            inner,
+            self.shared.clone(),
+            self.owner.clone(),
+            self.policy.clone(),
+        )
     }
 }
 

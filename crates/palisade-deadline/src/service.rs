@@ -15,7 +15,7 @@ use crate::config::Budgets;
 use crate::error::{BoxError, DeadlineExceeded, DeadlineSource};
 use crate::future::{PropagateFuture, ResponseFuture};
 use crate::handle::DeadlineHandle;
-use crate::layer::{PropagateShared, Shared};
+use crate::layer::{Owner, PropagateShared, Shared};
 use crate::policy::{BudgetPolicy, RequestHead};
 
 static GRPC_TIMEOUT: HeaderName = HeaderName::from_static(grpc_timeout::NAME);
@@ -33,6 +33,7 @@ static GRPC_TIMEOUT: HeaderName = HeaderName::from_static(grpc_timeout::NAME);
 pub struct DeadlineService<S, P> {
     inner: S,
     shared: Arc<Shared>,
+    owner: Arc<Owner>,
     /// The budget table, re-read only when the handle has replaced it: one relaxed
     /// atomic load per call.
     budgets: Cache<Arc<ArcSwap<Budgets>>, Arc<Budgets>>,
@@ -40,11 +41,12 @@ pub struct DeadlineService<S, P> {
 }
 
 impl<S, P> DeadlineService<S, P> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared>, policy: P) -> Self {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>, owner: Arc<Owner>, policy: P) -> Self {
         Self {
             inner,
             budgets: Cache::new(shared.budgets.clone()),
             shared,
+            owner,
             policy,
         }
     }
@@ -75,6 +77,7 @@ impl<S: Clone, P: Clone> Clone for DeadlineService<S, P> {
         Self {
             inner: self.inner.clone(),
             shared: self.shared.clone(),
+            owner: self.owner.clone(),
             budgets: self.budgets.clone(),
             policy: self.policy.clone(),
         }
@@ -168,7 +171,7 @@ where
             deadline.instant(),
             now,
             source,
-            self.shared.clone(),
+            self.shared.slot,
         )
     }
 }
