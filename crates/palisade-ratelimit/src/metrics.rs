@@ -8,7 +8,7 @@
 //! whenever the rate changes; the keys gauge on collection.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crossbeam_utils::CachePadded;
 use metrics::{Counter, Gauge};
@@ -35,23 +35,16 @@ pub(crate) enum Decision {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Totals(pub(crate) [u64; 5]);
 
-static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static THREAD_HINT: usize = NEXT_THREAD.fetch_add(1, Relaxed);
-}
-
-/// Striped decision counters: each thread writes its own cache line.
+/// Striped decision counters: each of the first live threads owns a cache line and
+/// writes it with a plain load and store; later threads share the last stripe and
+/// increment atomically (see `palisade_core::local`).
 pub(crate) struct Counters {
     stripes: Box<[CachePadded<[AtomicU64; 5]>]>,
 }
 
 impl Counters {
     pub(crate) fn new() -> Self {
-        let n = std::thread::available_parallelism()
-            .map_or(4, usize::from)
-            .next_power_of_two()
-            .clamp(1, 64);
+        let n = 32;
         Self {
             stripes: (0..n)
                 .map(|_| CachePadded::new(Default::default()))
@@ -61,8 +54,10 @@ impl Counters {
 
     #[inline]
     pub(crate) fn add(&self, d: Decision) {
-        let hint = THREAD_HINT.with(|h| *h);
-        self.stripes[hint & (self.stripes.len() - 1)][d as usize].fetch_add(1, Relaxed);
+        let last = self.stripes.len() - 1;
+        let i = palisade_core::local::thread_index();
+        let (stripe, exclusive) = if i < last { (i, true) } else { (last, false) };
+        palisade_core::local::bump(&self.stripes[stripe][d as usize], exclusive);
     }
 
     pub(crate) fn totals(&self) -> Totals {
