@@ -22,11 +22,14 @@
 //! | `redis` | no | the Redis-backed rate limiter |
 //! | `grpc` | no | `tonic::Status` classification |
 //! | `serde` | no | serde for every configuration type |
-//! | `prometheus` | no | [`install_prometheus`]: a Prometheus recorder for every layer's metrics |
+//! | `prometheus` | no | [`metrics`]: the Prometheus recorder and a `/metrics` service |
 //! | `full` | no | all of the above |
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+mod builder;
+pub use builder::ServiceBuilderExt;
 
 /// The shared vocabulary: categories, classification, layer errors, deadlines, health
 /// indicators. See [`palisade_core`].
@@ -62,6 +65,7 @@ pub use palisade_ratelimit as ratelimit;
 
 /// The items most programs need, for a glob import.
 pub mod prelude {
+    pub use crate::ServiceBuilderExt;
     #[cfg(feature = "http")]
     pub use palisade_core::classify::HttpClassifier;
     pub use palisade_core::classify::{Classification, Classify, ErrorClassifier};
@@ -70,17 +74,5 @@ pub mod prelude {
     };
 }
 
-/// Installs the Prometheus recorder from `metrics-exporter-prometheus` as the global
-/// `metrics` recorder and returns the handle that renders the text exposition format.
-///
-/// Call it once, early in `main`, before any layer is built (layers register their
-/// metric handles when they are built).
-///
-/// # Errors
-///
-/// Fails when another global recorder is already installed.
 #[cfg(feature = "prometheus")]
-pub fn install_prometheus()
--> Result<metrics_exporter_prometheus::PrometheusHandle, metrics_exporter_prometheus::BuildError> {
-    metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()
-}
+pub mod metrics;

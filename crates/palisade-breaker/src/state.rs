@@ -964,6 +964,13 @@ impl Core {
     }
 }
 
+/// A breaker dropped between two scrapes still publishes its last counts.
+impl Drop for Core {
+    fn drop(&mut self) {
+        self.publish_counters();
+    }
+}
+
 impl Collect for Core {
     fn collect(&self) {
         self.publish_counters();

@@ -157,6 +157,13 @@ impl<K: Hash + Eq + Send + Sync + 'static> View for Core<K> {
     }
 }
 
+/// A limiter dropped between two scrapes still publishes its last counts.
+impl<K> Drop for Core<K> {
+    fn drop(&mut self) {
+        self.metrics.publish_decisions(&self.counters.totals());
+    }
+}
+
 impl<K: Hash + Eq + Send + Sync + 'static> Collect for Core<K> {
     fn collect(&self) {
         self.publish();

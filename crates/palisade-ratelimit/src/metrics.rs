@@ -108,11 +108,16 @@ impl Metrics {
     }
 
     pub(crate) fn publish(&self, totals: &Totals, keys: usize) {
+        self.publish_decisions(totals);
+        #[allow(clippy::cast_precision_loss)] // a gauge
+        self.keys.set(keys as f64);
+    }
+
+    /// The decision counters only (gauges keep their last published value).
+    pub(crate) fn publish_decisions(&self, totals: &Totals) {
         for (c, v) in self.decisions.iter().zip(totals.0) {
             c.absolute(v);
         }
-        #[allow(clippy::cast_precision_loss)] // a gauge
-        self.keys.set(keys as f64);
     }
 
     pub(crate) fn set_rate(&self, per_second: f64) {

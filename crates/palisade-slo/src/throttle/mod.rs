@@ -233,6 +233,13 @@ impl Shared {
     }
 }
 
+/// A throttle dropped between two scrapes still publishes its last counts.
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.publish();
+    }
+}
+
 impl Collect for Shared {
     fn collect(&self) {
         // Start the current bucket if traffic has stopped, so the gauge ages too.

@@ -1,0 +1,162 @@
+//! [`ServiceBuilderExt`]: Palisade's layers as `ServiceBuilder` methods.
+
+use tower::ServiceBuilder;
+
+mod sealed {
+    pub trait Sealed {}
+    impl<L> Sealed for tower::ServiceBuilder<L> {}
+}
+
+/// Adds Palisade's layers to [`tower::ServiceBuilder`], so a stack reads in order:
+///
+/// ```
+/// # #[cfg(all(feature = "breaker", feature = "deadline", feature = "bulkhead"))] {
+/// use std::time::Duration;
+/// use palisade::ServiceBuilderExt;
+/// use palisade::breaker::BreakerLayer;
+/// use palisade::bulkhead::BulkheadLayer;
+/// use palisade::deadline::DeadlineLayer;
+/// use tower::ServiceBuilder;
+///
+/// let stack = ServiceBuilder::new()
+///     .deadline(DeadlineLayer::new(Duration::from_secs(2)))
+///     .bulkhead(BulkheadLayer::builder().name("db").max_concurrent(32).build().unwrap())
+///     .breaker(BreakerLayer::builder().name("db").build().unwrap());
+/// # let _ = stack;
+/// # }
+/// ```
+///
+/// # Recommended order (outermost first)
+///
+/// **Servers:** `rate_limited` (refuse abusive callers before they cost anything) →
+/// `deadline` (fix the call's budget before anything waits, so every wait inside can
+/// honour it) → `error_budget` (sees every outcome the client sees) → `bulkhead` (bound
+/// the work in flight; waits stop at the deadline) → `breaker` (stop calling a failing
+/// dependency) → the handler. Health and `/metrics` routes go outside the whole stack.
+///
+/// **Clients:** `deadline` (one budget for the whole call, retries included) → `retries`
+/// (outside the breaker, so a refusal by an open breaker is `Transient` and not
+/// hammered; the retry budget caps extra load) → `adaptive_throttle` and `breaker` (per
+/// backend) → `bulkhead` → the transport. Put `deadline` inside `retries` instead for a
+/// budget per attempt.
+///
+/// Each method is `self.layer(layer)`: the layer is built and validated by its own
+/// builder, which returns a configuration error naming the field.
+///
+/// Retry and rate limiting are `retries` and `rate_limited`, not `retry` and
+/// `rate_limit`: `ServiceBuilder` has inherent methods of those names (behind tower's
+/// `retry` and `limit` features), and an inherent method always wins over a trait
+/// method, so ours would silently never be called wherever those features are on.
+pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
+    /// Adds a circuit breaker.
+    #[cfg(feature = "breaker")]
+    fn breaker<C>(
+        self,
+        layer: palisade_breaker::BreakerLayer<C>,
+    ) -> ServiceBuilder<tower::layer::util::Stack<palisade_breaker::BreakerLayer<C>, L>>;
+
+    /// Adds retry by category.
+    #[cfg(feature = "retry")]
+    fn retries<C, R, D, H>(
+        self,
+        layer: palisade_retry::RetryLayer<C, R, D, H>,
+    ) -> ServiceBuilder<tower::layer::util::Stack<palisade_retry::RetryLayer<C, R, D, H>, L>>;
+
+    /// Adds a deadline (timeout with propagation).
+    #[cfg(feature = "deadline")]
+    fn deadline<P>(
+        self,
+        layer: palisade_deadline::DeadlineLayer<P>,
+    ) -> ServiceBuilder<tower::layer::util::Stack<palisade_deadline::DeadlineLayer<P>, L>>;
+
+    /// Adds a concurrency bulkhead.
+    #[cfg(feature = "bulkhead")]
+    fn bulkhead<C, D>(
+        self,
+        layer: palisade_bulkhead::BulkheadLayer<C, D>,
+    ) -> ServiceBuilder<tower::layer::util::Stack<palisade_bulkhead::BulkheadLayer<C, D>, L>>;
+
+    /// Adds a rate limiter.
+    #[cfg(feature = "ratelimit")]
+    fn rate_limited<X: palisade_ratelimit::key::KeyExtractor, D>(
+        self,
+        layer: palisade_ratelimit::RateLimitLayer<X, D>,
+    ) -> ServiceBuilder<tower::layer::util::Stack<palisade_ratelimit::RateLimitLayer<X, D>, L>>;
+
+    /// Records every outcome into an error budget.
+    #[cfg(feature = "slo")]
+    fn error_budget<C>(
+        self,
+        layer: palisade_slo::ErrorBudgetLayer<C>,
+    ) -> ServiceBuilder<tower::layer::util::Stack<palisade_slo::ErrorBudgetLayer<C>, L>>;
+
+    /// Adds client-side adaptive throttling.
+    #[cfg(feature = "slo")]
+    fn adaptive_throttle<C>(
+        self,
+        layer: palisade_slo::throttle::AdaptiveThrottleLayer<C>,
+    ) -> ServiceBuilder<
+        tower::layer::util::Stack<palisade_slo::throttle::AdaptiveThrottleLayer<C>, L>,
+    >;
+}
+
+impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    #[cfg(feature = "breaker")]
+    fn breaker<C>(
+        self,
+        layer: palisade_breaker::BreakerLayer<C>,
+    ) -> ServiceBuilder<tower::layer::util::Stack<palisade_breaker::BreakerLayer<C>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "retry")]
+    fn retries<C, R, D, H>(
+        self,
+        layer: palisade_retry::RetryLayer<C, R, D, H>,
+    ) -> ServiceBuilder<tower::layer::util::Stack<palisade_retry::RetryLayer<C, R, D, H>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "deadline")]
+    fn deadline<P>(
+        self,
+        layer: palisade_deadline::DeadlineLayer<P>,
+    ) -> ServiceBuilder<tower::layer::util::Stack<palisade_deadline::DeadlineLayer<P>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "bulkhead")]
+    fn bulkhead<C, D>(
+        self,
+        layer: palisade_bulkhead::BulkheadLayer<C, D>,
+    ) -> ServiceBuilder<tower::layer::util::Stack<palisade_bulkhead::BulkheadLayer<C, D>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "ratelimit")]
+    fn rate_limited<X: palisade_ratelimit::key::KeyExtractor, D>(
+        self,
+        layer: palisade_ratelimit::RateLimitLayer<X, D>,
+    ) -> ServiceBuilder<tower::layer::util::Stack<palisade_ratelimit::RateLimitLayer<X, D>, L>>
+    {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "slo")]
+    fn error_budget<C>(
+        self,
+        layer: palisade_slo::ErrorBudgetLayer<C>,
+    ) -> ServiceBuilder<tower::layer::util::Stack<palisade_slo::ErrorBudgetLayer<C>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "slo")]
+    fn adaptive_throttle<C>(
+        self,
+        layer: palisade_slo::throttle::AdaptiveThrottleLayer<C>,
+    ) -> ServiceBuilder<
+        tower::layer::util::Stack<palisade_slo::throttle::AdaptiveThrottleLayer<C>, L>,
+    > {
+        self.layer(layer)
+    }
+}
