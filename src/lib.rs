@@ -23,6 +23,7 @@
 //! | `grpc` | no | `tonic::Status` classification |
 //! | `serde` | no | serde for every configuration type |
 //! | `prometheus` | no | [`metrics`]: the Prometheus recorder and a `/metrics` service |
+//! | `telemetry` | no | [`telemetry`]: `tracing-subscriber` in one call (JSON or pretty), level changeable at run time |
 //! | `full` | no | all of the above |
 
 #![forbid(unsafe_code)]
@@ -76,3 +77,5 @@ pub mod prelude {
 
 #[cfg(feature = "prometheus")]
 pub mod metrics;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
