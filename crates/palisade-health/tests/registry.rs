@@ -86,7 +86,8 @@ async fn a_slow_check_times_out_as_fail() {
         Registration::new(
             "slow",
             check_fn(|| async {
-                tokio::time::sleep(Duration::from_secs(10)).await;
+                // Never answers: the registry's 1 s timeout decides.
+                std::future::pending::<()>().await;
                 true
             }),
         )
