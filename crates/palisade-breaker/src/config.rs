@@ -1,6 +1,5 @@
 //! [`BreakerConfig`]: when a breaker trips, how long it stays open, how it probes.
 
-use std::fmt;
 use std::time::Duration;
 
 /// The window over which failure and slow-call rates are judged.
@@ -297,66 +296,7 @@ impl BreakerConfig {
     }
 }
 
-/// A bad [`BreakerConfig`]: names the field and says what it must be.
-///
-/// ```
-/// use palisade_breaker::BreakerConfig;
-/// let err = BreakerConfig::new().failure_rate(Some(1.5)).validate().unwrap_err();
-/// assert_eq!(err.field(), "failure_rate");
-/// assert_eq!(err.to_string(), "failure_rate: must be in (0, 1], got 1.5");
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A number outside its range.
-    OutOfRange {
-        /// The field.
-        field: &'static str,
-        /// The value given.
-        value: f64,
-        /// The range expected.
-        expected: &'static str,
-    },
-    /// Zero where zero makes no sense.
-    Zero {
-        /// The field.
-        field: &'static str,
-    },
-    /// A value that conflicts with another.
-    Invalid {
-        /// The field.
-        field: &'static str,
-        /// Why.
-        reason: &'static str,
-    },
-}
-
-impl ConfigError {
-    /// The bad field's name (`window.calls` for a nested one).
-    pub fn field(&self) -> &'static str {
-        match self {
-            ConfigError::OutOfRange { field, .. }
-            | ConfigError::Zero { field }
-            | ConfigError::Invalid { field, .. } => field,
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::OutOfRange {
-                field,
-                value,
-                expected,
-            } => write!(f, "{field}: must be {expected}, got {value}"),
-            ConfigError::Zero { field } => write!(f, "{field}: must be greater than zero"),
-            ConfigError::Invalid { field, reason } => write!(f, "{field}: {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub use palisade_core::ConfigError;
 
 #[cfg(test)]
 mod tests {

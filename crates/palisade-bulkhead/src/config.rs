@@ -1,6 +1,5 @@
 //! [`BulkheadConfig`]: how many calls run at once, how many wait, for how long.
 
-use std::fmt;
 use std::time::Duration;
 
 /// The largest limit (and adaptive bound) accepted.
@@ -379,66 +378,7 @@ impl GradientConfig {
     }
 }
 
-/// A bad [`BulkheadConfig`] (or limit): names the field and says what it must be.
-///
-/// ```
-/// use palisade_bulkhead::BulkheadConfig;
-/// let err = BulkheadConfig::new().max_concurrent(0).validate().unwrap_err();
-/// assert_eq!(err.field(), "max_concurrent");
-/// assert_eq!(err.to_string(), "max_concurrent: must not be zero");
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A number outside its range.
-    OutOfRange {
-        /// The field.
-        field: &'static str,
-        /// The value given.
-        value: f64,
-        /// The range expected.
-        expected: &'static str,
-    },
-    /// Zero where zero makes no sense.
-    Zero {
-        /// The field.
-        field: &'static str,
-    },
-    /// A value that conflicts with another.
-    Invalid {
-        /// The field.
-        field: &'static str,
-        /// Why.
-        reason: &'static str,
-    },
-}
-
-impl ConfigError {
-    /// The field at fault.
-    pub fn field(&self) -> &'static str {
-        match self {
-            ConfigError::OutOfRange { field, .. }
-            | ConfigError::Zero { field }
-            | ConfigError::Invalid { field, .. } => field,
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::OutOfRange {
-                field,
-                value,
-                expected,
-            } => write!(f, "{field}: must be {expected}, got {value}"),
-            ConfigError::Zero { field } => write!(f, "{field}: must not be zero"),
-            ConfigError::Invalid { field, reason } => write!(f, "{field}: {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub use palisade_core::ConfigError;
 
 #[cfg(test)]
 mod tests {

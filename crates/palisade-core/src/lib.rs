@@ -67,6 +67,7 @@
 mod category;
 pub mod classify;
 pub mod collect;
+mod config;
 mod deadline;
 mod error;
 pub mod headers;
@@ -77,6 +78,7 @@ pub mod local;
 pub mod rejection;
 
 pub use category::{Category, ParseCategoryError};
+pub use config::ConfigError;
 #[cfg(feature = "http")]
 pub use deadline::FromExtensions;
 pub use deadline::{Deadline, GetDeadline, NoDeadline};

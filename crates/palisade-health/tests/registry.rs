@@ -170,12 +170,14 @@ async fn background_checks_run_on_their_interval_and_probes_read_the_cache() {
 #[tokio::test(start_paused = true)]
 async fn a_background_check_is_pending_until_its_first_run_ends() {
     let r = HealthRegistry::new();
+    // The first run finishes when the test says so.
+    let (finish, done) = tokio::sync::watch::channel(false);
     r.register(
         Registration::new(
             "warmup",
-            check_fn(|| async {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                true
+            check_fn(move || {
+                let mut done = done.clone();
+                async move { done.wait_for(|d| *d).await.is_ok() }
             }),
         )
         .startup()
@@ -191,6 +193,13 @@ async fn a_background_check_is_pending_until_its_first_run_ends() {
         Some("not checked yet")
     );
     advance(Duration::from_secs(2)).await;
+    settle().await;
+    assert_eq!(
+        r.check_group(&Group::STARTUP).await.status,
+        Fail,
+        "still running: still not checked"
+    );
+    finish.send(true).unwrap();
     settle().await;
     assert_eq!(r.check_group(&Group::STARTUP).await.status, Pass);
 }

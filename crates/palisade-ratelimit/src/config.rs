@@ -1,6 +1,5 @@
 //! [`RateLimitConfig`], [`Quota`], [`AdaptiveConfig`] and [`ConfigError`].
 
-use std::fmt;
 use std::time::Duration;
 
 use palisade_core::layer_error::RateLimitPolicy;
@@ -368,84 +367,7 @@ impl RateLimitConfig {
     }
 }
 
-/// A bad configuration: names the field and says what it must be.
-///
-/// ```
-/// use palisade_ratelimit::RateLimitConfig;
-/// let err = RateLimitConfig::new().rate(0).validate().unwrap_err();
-/// assert_eq!(err.field(), "rate");
-/// assert_eq!(err.to_string(), "rate: must be greater than zero");
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A number outside its range.
-    OutOfRange {
-        /// The field.
-        field: &'static str,
-        /// The value given.
-        value: f64,
-        /// The range expected.
-        expected: &'static str,
-    },
-    /// Zero where zero makes no sense.
-    Zero {
-        /// The field.
-        field: &'static str,
-    },
-    /// A value that conflicts with another.
-    Invalid {
-        /// The field.
-        field: &'static str,
-        /// Why.
-        reason: &'static str,
-    },
-    /// An entry of a list that does not parse (a CIDR range of `trusted_proxies`).
-    Parse {
-        /// The field.
-        field: &'static str,
-        /// The entry's index in the list.
-        index: usize,
-        /// The text given.
-        value: String,
-        /// Why it does not parse.
-        reason: &'static str,
-    },
-}
-
-impl ConfigError {
-    /// The bad field's name (`adaptive.min_rate` for a nested one).
-    pub fn field(&self) -> &'static str {
-        match self {
-            ConfigError::OutOfRange { field, .. }
-            | ConfigError::Zero { field }
-            | ConfigError::Invalid { field, .. }
-            | ConfigError::Parse { field, .. } => field,
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::OutOfRange {
-                field,
-                value,
-                expected,
-            } => write!(f, "{field}: must be {expected}, got {value}"),
-            ConfigError::Zero { field } => write!(f, "{field}: must be greater than zero"),
-            ConfigError::Invalid { field, reason } => write!(f, "{field}: {reason}"),
-            ConfigError::Parse {
-                field,
-                index,
-                value,
-                reason,
-            } => write!(f, "{field}[{index}]: {reason}: {value:?}"),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub use palisade_core::ConfigError;
 
 #[cfg(test)]
 mod tests {

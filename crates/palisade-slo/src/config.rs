@@ -1,6 +1,5 @@
 //! [`ErrorBudgetConfig`] and [`ThrottleConfig`], and their validation.
 
-use std::fmt;
 use std::time::Duration;
 
 use palisade_core::{Category, HealthStatus};
@@ -416,68 +415,7 @@ pub(crate) const fn category_bit(c: Category) -> u8 {
     1 << (c as u8)
 }
 
-/// A bad configuration: names the field and says what it must be.
-///
-/// ```
-/// use palisade_slo::{ErrorBudgetConfig, ThrottleConfig};
-/// let err = ErrorBudgetConfig::new().target(1.0).validate().unwrap_err();
-/// assert_eq!(err.field(), "target");
-/// assert_eq!(err.to_string(), "target: must be in (0, 1), got 1");
-/// let err = ThrottleConfig::new().k(0.5).validate().unwrap_err();
-/// assert_eq!(err.to_string(), "k: must be a finite number ≥ 1, got 0.5");
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A number outside its range.
-    OutOfRange {
-        /// The field.
-        field: &'static str,
-        /// The value given.
-        value: f64,
-        /// The range expected.
-        expected: &'static str,
-    },
-    /// Zero where zero makes no sense.
-    Zero {
-        /// The field.
-        field: &'static str,
-    },
-    /// A value that conflicts with another.
-    Invalid {
-        /// The field.
-        field: &'static str,
-        /// Why.
-        reason: &'static str,
-    },
-}
-
-impl ConfigError {
-    /// The bad field's name (`alerts.short` for a nested one).
-    pub fn field(&self) -> &'static str {
-        match self {
-            ConfigError::OutOfRange { field, .. }
-            | ConfigError::Zero { field }
-            | ConfigError::Invalid { field, .. } => field,
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::OutOfRange {
-                field,
-                value,
-                expected,
-            } => write!(f, "{field}: must be {expected}, got {value}"),
-            ConfigError::Zero { field } => write!(f, "{field}: must be greater than zero"),
-            ConfigError::Invalid { field, reason } => write!(f, "{field}: {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub use palisade_core::ConfigError;
 
 #[cfg(test)]
 mod tests {
