@@ -79,3 +79,7 @@ pub mod prelude {
 pub mod metrics;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
+#[cfg(feature = "config")]
+pub mod config;
+#[cfg(feature = "request-metrics")]
+pub mod request_metrics;

@@ -1,0 +1,1 @@
+//! One configuration file for every stack (feature `config`).

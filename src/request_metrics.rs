@@ -1,0 +1,1 @@
+//! RED request metrics: rate, errors, duration per route (feature `request-metrics`).
