@@ -167,6 +167,33 @@ fn bench(c: &mut Criterion) {
             })
         })
     });
+    // Tripped for real (not forced): each rejection reads the clock to learn whether
+    // the open time has passed and to say `retry_after`.
+    let tripped = BreakerLayer::builder()
+        .name("bench-tripped")
+        .consecutive_failures(1)
+        .open_duration(Duration::from_secs(3600))
+        .open_backoff(2.0, Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let failing = service_fn(|_: u64| async { Err::<u64, BoxError>("down".into()) });
+        let mut svc = tripped.layer(failing);
+        let _ = svc.ready().await.unwrap().call(0).await;
+    });
+    g.bench_function("palisade_rejects_tripped", |b| {
+        let mut svc = tripped.layer(inner());
+        b.iter_custom(|n| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..n {
+                    let r = svc.ready().await.unwrap().call(i).await;
+                    black_box(r.is_err());
+                }
+                start.elapsed()
+            })
+        })
+    });
     g.bench_function("palisade_closed_for_comparison", |b| {
         let mut svc = palisade.layer(inner());
         b.iter_custom(|n| drive(&rt, &mut svc, n))

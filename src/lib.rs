@@ -75,11 +75,11 @@ pub mod prelude {
     };
 }
 
-#[cfg(feature = "prometheus")]
-pub mod metrics;
-#[cfg(feature = "telemetry")]
-pub mod telemetry;
 #[cfg(feature = "config")]
 pub mod config;
+#[cfg(feature = "prometheus")]
+pub mod metrics;
 #[cfg(feature = "request-metrics")]
 pub mod request_metrics;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;

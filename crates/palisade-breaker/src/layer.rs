@@ -21,7 +21,8 @@ use tokio::time::Instant;
 pub(crate) enum Ready {
     Admit(u64),
     Probe(ProbeGuard),
-    Reject(OpenReason, Option<Duration>),
+    /// With the instant the open time ends, when known.
+    Reject(OpenReason, Option<Instant>),
 }
 
 /// What services and layers hold: the breaker's core. When the last one is dropped, the
@@ -62,8 +63,8 @@ impl Stripes {
                 State::ForcedOpen => return Ready::Reject(OpenReason::ForcedOpen, None),
                 State::Open => {
                     let now = Instant::now();
-                    if let Some(left) = core.open_remaining(now) {
-                        return Ready::Reject(OpenReason::Open, Some(left));
+                    if core.open_remaining(now).is_some() {
+                        return Ready::Reject(OpenReason::Open, Some(core.open_until()));
                     }
                     core.try_half_open(word, now);
                     let next = core.word();

@@ -3,7 +3,6 @@
 use std::mem;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use palisade_core::BoxError;
 use palisade_core::classify::{Classify, ErrorClassifier};
@@ -30,7 +29,7 @@ pub struct Breaker<S, C = ErrorClassifier> {
     decided: Decided,
     generation: u64,
     probe: Option<ProbeGuard>,
-    rejection: (OpenReason, Option<Duration>),
+    rejection: (OpenReason, Option<Instant>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,17 +201,12 @@ pub(crate) fn start<F, C: Clone>(
 
 /// An immediately-ready rejection, counted.
 #[cold]
-fn reject<F, C>(
-    core: &Core,
-    reason: OpenReason,
-    retry_after: Option<Duration>,
-) -> ResponseFuture<F, C> {
+fn reject<F, C>(core: &Core, reason: OpenReason, until: Option<Instant>) -> ResponseFuture<F, C> {
     core.count_rejection();
-    ResponseFuture::rejected(BreakerOpen::new(
-        core.name_for_thread(),
-        reason,
-        retry_after,
-    ))
+    ResponseFuture::rejected(match until {
+        Some(at) => BreakerOpen::until(core.error_name(), reason, at),
+        None => BreakerOpen::new(core.error_name(), reason, None),
+    })
 }
 
 /// The inner call, with what the future needs to record its outcome.

@@ -394,9 +394,8 @@ pub(crate) type Listener = Arc<dyn Fn(&StateChange) + Send + Sync>;
 /// The shared state of one breaker.
 pub(crate) struct Core {
     pub(crate) name: Arc<str>,
-    /// Per-stripe copies of the name, so rejections on different threads don't bump one
-    /// shared reference count.
-    names: Box<[Arc<str>]>,
+    /// The name rejections carry: interned, so a rejection touches no reference count.
+    error_name: &'static str,
     pub(crate) slot: crate::local::Slot,
     word: CachePadded<AtomicU64>,
     open_until: AtomicU64,
@@ -488,7 +487,7 @@ impl Core {
             counters: (0..stripes)
                 .map(|_| CachePadded::new(Counters::default()))
                 .collect(),
-            names: (0..stripes).map(|_| Arc::from(&*name)).collect(),
+            error_name: palisade_core::intern(&name),
             slot,
             window,
             base: AtomicU64::new(0),
@@ -547,10 +546,9 @@ impl Core {
         }
     }
 
-    /// This thread's copy of the name.
-    pub(crate) fn name_for_thread(&self) -> Arc<str> {
-        let i = crate::local::thread_index().min(self.names.len() - 1);
-        self.names[i].clone()
+    /// The name rejections carry.
+    pub(crate) fn error_name(&self) -> &'static str {
+        self.error_name
     }
 
     /// Counts a rejection.
@@ -608,6 +606,11 @@ impl Core {
                 w.stats(index, self.recorded(), base)
             }
         }
+    }
+
+    /// The instant the open time ends (meaningful in the open state).
+    pub(crate) fn open_until(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.open_until.load(Relaxed))
     }
 
     /// Time left open, if open and not yet elapsed.

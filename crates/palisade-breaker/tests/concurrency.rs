@@ -139,28 +139,45 @@ async fn half_open_never_admits_more_than_its_probes() {
     while h.stats().open_remaining.is_some() {
         tokio::task::yield_now().await;
     }
+    // Each task calls until told to stop (bounded), so the calls go on until the
+    // probes are certainly in flight, whatever the machine's speed.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let svc = svc.clone();
+        let (svc, stop) = (svc.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
-            let mut admitted = 0;
-            for _ in 0..200 {
+            let (mut admitted, mut calls) = (0, 0);
+            while !stop.load(Ordering::SeqCst) && calls < 10_000_000 {
+                calls += 1;
                 if svc.clone().oneshot(false).await.is_ok() {
                     admitted += 1;
                 }
+                tokio::task::yield_now().await;
             }
-            admitted
+            (admitted, calls)
         }));
     }
     // Three probes hold the gate; everything else is refused meanwhile.
-    while h.stats().rejected < 100 {
-        tokio::task::yield_now().await;
-    }
+    let wait = async {
+        while in_flight.load(Ordering::SeqCst) < 3 {
+            tokio::task::yield_now().await;
+        }
+        let base = h.stats().rejected;
+        while h.stats().rejected < base + 100 {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .expect("probes admitted, then 100 rejections, within 10 s");
     assert_eq!(in_flight.load(Ordering::SeqCst), 3);
+    stop.store(true, Ordering::SeqCst);
     open_gate.send(true).unwrap();
-    let mut admitted = 0;
+    let (mut admitted, mut calls) = (0, 0);
     for t in tasks {
-        admitted += t.await.unwrap();
+        let (a, c) = t.await.unwrap();
+        admitted += a;
+        calls += c;
     }
     assert_eq!(h.state(), State::HalfOpen);
     assert!(
@@ -172,7 +189,7 @@ async fn half_open_never_admits_more_than_its_probes() {
     let s = h.stats();
     assert_eq!(
         s.rejected + admitted,
-        1_600,
+        calls,
         "every call was either a probe or refused"
     );
     assert_eq!(s.successes, admitted);

@@ -421,3 +421,57 @@ async fn a_future_may_outlive_its_breaker() {
     let layer = consecutive_only(1).build().unwrap();
     assert_eq!(layer.handle().stats().failures, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rejection_held_for_a_while_says_the_time_left_when_asked() {
+    let layer = consecutive_only(1).build().unwrap();
+    let (svc, _) = guarded(&layer);
+    send(&svc, Act::Fail).await.unwrap_err();
+    let err = svc.clone().oneshot(Act::Ok).await.unwrap_err();
+    advance(Duration::from_secs(3)).await;
+    let open = err.downcast_ref::<BreakerOpen>().unwrap();
+    assert_eq!(open.retry_after(), Some(Duration::from_secs(7)));
+    assert!(open.to_string().ends_with("retry in 7s"), "{open}");
+    advance(Duration::from_secs(30)).await;
+    assert_eq!(open.retry_after(), Some(Duration::ZERO), "never negative");
+}
+
+/// A breaker belongs to no runtime: tripped in one that is then dropped, it half-opens
+/// on time in another.
+#[test]
+fn a_breaker_outliving_the_runtime_that_tripped_it_still_half_opens() {
+    let mut config = palisade_breaker::BreakerConfig::new()
+        .consecutive_failures(Some(1))
+        .failure_rate(None)
+        .open_jitter(0.0);
+    config.open_duration = Duration::from_millis(20);
+    let layer = deterministic().config(config).build().unwrap();
+    let h = layer.handle();
+    let (svc, calls) = guarded(&layer);
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    };
+    rt().block_on(async {
+        send(&svc, Act::Fail).await.unwrap_err();
+        assert_eq!(send(&svc, Act::Ok).await, Err(true));
+    });
+    // That runtime is gone. Real time, because the open time must pass on the clock
+    // the next runtime reads; bounded by a timeout.
+    rt().block_on(async {
+        let admitted = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if send(&svc, Act::Ok).await.is_ok() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(admitted.is_ok(), "a probe went through after the open time");
+    });
+    assert_eq!(h.state(), State::HalfOpen);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}

@@ -194,7 +194,7 @@ where
                         h.record(enqueued.elapsed().as_secs_f64());
                     }
                     if !admitted {
-                        let error = shared.reject(&stripe.name, *reason);
+                        let error = shared.reject(*reason);
                         this.kind.set(Kind::Rejected { error: None });
                         return Poll::Ready(Err(error.into()));
                     }

@@ -133,11 +133,11 @@ impl<S, C, D> Bulkhead<S, C, D> {
         let now = Instant::now();
         let deadline = self.deadline.deadline(&req);
         if deadline.is_some_and(|d| d.is_expired_at(now)) {
-            let error = shared.reject(&stripe.name, BulkheadReason::Deadline);
+            let error = shared.reject(BulkheadReason::Deadline);
             return ResponseFuture::rejected(error, self.classifier.clone());
         }
         if !shared.enter_queue() {
-            let error = shared.reject(&stripe.name, BulkheadReason::QueueFull);
+            let error = shared.reject(BulkheadReason::QueueFull);
             return ResponseFuture::rejected(error, self.classifier.clone());
         }
         let slot = QueueSlot {

@@ -32,6 +32,8 @@ use crate::metrics::{Metrics, reason_index};
 
 pub(crate) struct Shared {
     pub(crate) name: Arc<str>,
+    /// The name rejections carry (interned: no reference count per rejection).
+    error_name: &'static str,
     pub(crate) semaphore: Semaphore,
     limit: AtomicUsize,
     debt: AtomicUsize,
@@ -66,6 +68,7 @@ impl Shared {
         let metrics = Metrics::new(&name, config.record_wait);
         metrics.limit.set(config.max_concurrent as f64);
         Self {
+            error_name: palisade_core::intern(&name),
             semaphore: Semaphore::new(config.max_concurrent),
             limit: AtomicUsize::new(config.max_concurrent),
             debt: AtomicUsize::new(0),
@@ -148,7 +151,7 @@ impl Shared {
 
     /// Counts a rejection and builds the error.
     #[cold]
-    pub(crate) fn reject(&self, name: &Arc<str>, reason: BulkheadReason) -> BulkheadFull {
+    pub(crate) fn reject(&self, reason: BulkheadReason) -> BulkheadFull {
         let i = reason_index(reason);
         self.rejected[i].fetch_add(1, Relaxed);
         self.metrics.rejected[i].increment(1);
@@ -160,7 +163,7 @@ impl Shared {
             self.last_rejection.store(at, Relaxed);
         }
         tracing::debug!(bulkhead = %self.name, reason = reason.as_str(), "bulkhead refused a call");
-        BulkheadFull::new(name.clone(), reason)
+        BulkheadFull::new(self.error_name, reason)
     }
 
     pub(crate) fn rejected(&self, reason: BulkheadReason) -> u64 {
@@ -270,13 +273,12 @@ impl Collect for Shared {
     }
 }
 
-/// One stripe: the shared state plus a copy of the name, in its own allocation with
-/// its own reference count, so that calls on different threads clone different `Arc`s
-/// and write different cache lines (the breaker does the same).
+/// One stripe: a handle on the shared state in its own allocation with its own
+/// reference count, so that calls on different threads clone different `Arc`s and
+/// write different cache lines.
 #[derive(Debug)]
 pub(crate) struct Stripe {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) name: Arc<str>,
 }
 
 #[derive(Debug)]
@@ -304,7 +306,6 @@ impl Stripes {
             .map(|_| {
                 Arc::new(CachePadded::new(Stripe {
                     shared: shared.clone(),
-                    name: Arc::from(&*shared.name),
                 }))
             })
             .collect();

@@ -19,9 +19,9 @@
 //! assert_eq!(err.to_string(), "rate limit `api` exceeded; retry in 1.5s");
 //! ```
 
+use std::borrow::Cow;
 use std::error::Error;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{Categorized, Category};
@@ -84,22 +84,46 @@ impl OpenReason {
 /// [`retry_after`](BreakerOpen::retry_after) if known. As HTTP: 503 with `Retry-After`.
 #[derive(Clone, Debug)]
 pub struct BreakerOpen {
-    name: Arc<str>,
+    name: Cow<'static, str>,
     reason: OpenReason,
-    retry_after: Option<Duration>,
+    retry: Retry,
+}
+
+/// When a rejected call may try again: a span fixed when the error was made, or the
+/// instant a probe may pass (so the breaker need not read the clock to reject).
+#[derive(Clone, Copy, Debug)]
+enum Retry {
+    Unknown,
+    After(Duration),
+    At(tokio::time::Instant),
 }
 
 impl BreakerOpen {
     /// A rejection by breaker `name`.
     pub fn new(
-        name: impl Into<Arc<str>>,
+        name: impl Into<Cow<'static, str>>,
         reason: OpenReason,
         retry_after: Option<Duration>,
     ) -> Self {
         Self {
             name: name.into(),
             reason,
-            retry_after,
+            retry: retry_after.map_or(Retry::Unknown, Retry::After),
+        }
+    }
+
+    /// A rejection by breaker `name` that will let a probe through at `at`:
+    /// [`retry_after`](Self::retry_after) is then the time left until `at` when it
+    /// is asked, so a rejection costs no clock read.
+    pub fn until(
+        name: impl Into<Cow<'static, str>>,
+        reason: OpenReason,
+        at: tokio::time::Instant,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            reason,
+            retry: Retry::At(at),
         }
     }
 
@@ -113,9 +137,14 @@ impl BreakerOpen {
         self.reason
     }
 
-    /// How long until the breaker lets a probe through, when known.
+    /// How long until the breaker lets a probe through, when known. For an error made
+    /// with [`until`](Self::until), the time left from now (zero once passed).
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        match self.retry {
+            Retry::Unknown => None,
+            Retry::After(d) => Some(d),
+            Retry::At(at) => Some(at.saturating_duration_since(tokio::time::Instant::now())),
+        }
     }
 }
 
@@ -130,7 +159,7 @@ impl fmt::Display for BreakerOpen {
             )?,
             OpenReason::ForcedOpen => write!(f, "circuit breaker `{}` is forced open", self.name)?,
         }
-        if let Some(d) = self.retry_after {
+        if let Some(d) = self.retry_after() {
             write!(f, "; retry in {}", Human(d))?;
         }
         Ok(())
@@ -176,14 +205,18 @@ impl DeadlineSource {
 /// Category [`Category::Transient`]. As HTTP: 504.
 #[derive(Clone, Debug)]
 pub struct DeadlineExceeded {
-    name: Arc<str>,
+    name: Cow<'static, str>,
     budget: Duration,
     source: DeadlineSource,
 }
 
 impl DeadlineExceeded {
     /// The deadline of layer `name`, `budget` long and set by `source`, passed.
-    pub fn new(name: impl Into<Arc<str>>, budget: Duration, source: DeadlineSource) -> Self {
+    pub fn new(
+        name: impl Into<Cow<'static, str>>,
+        budget: Duration,
+        source: DeadlineSource,
+    ) -> Self {
         Self {
             name: name.into(),
             budget,
@@ -255,14 +288,14 @@ impl BulkheadReason {
 /// Category [`Category::Transient`]. As HTTP: 503 with `Retry-After` when known.
 #[derive(Clone, Debug)]
 pub struct BulkheadFull {
-    name: Arc<str>,
+    name: Cow<'static, str>,
     reason: BulkheadReason,
     retry_after: Option<Duration>,
 }
 
 impl BulkheadFull {
     /// A rejection by bulkhead `name`.
-    pub fn new(name: impl Into<Arc<str>>, reason: BulkheadReason) -> Self {
+    pub fn new(name: impl Into<Cow<'static, str>>, reason: BulkheadReason) -> Self {
         Self {
             name: name.into(),
             reason,
@@ -327,14 +360,14 @@ pub struct RateLimitPolicy {
 /// `RateLimit-Policy` / `RateLimit` headers when the quota is known.
 #[derive(Clone, Debug)]
 pub struct RateLimited {
-    name: Arc<str>,
+    name: Cow<'static, str>,
     retry_after: Duration,
     policy: Option<RateLimitPolicy>,
 }
 
 impl RateLimited {
     /// A rejection by limiter `name`; a call may pass after `retry_after`.
-    pub fn new(name: impl Into<Arc<str>>, retry_after: Duration) -> Self {
+    pub fn new(name: impl Into<Cow<'static, str>>, retry_after: Duration) -> Self {
         Self {
             name: name.into(),
             retry_after,
@@ -390,13 +423,13 @@ impl Categorized for RateLimited {
 /// Category [`Category::Transient`]. As HTTP: 503.
 #[derive(Clone, Debug)]
 pub struct Throttled {
-    name: Arc<str>,
+    name: Cow<'static, str>,
     probability: f64,
 }
 
 impl Throttled {
     /// A local rejection by throttle `name`, which was rejecting with `probability`.
-    pub fn new(name: impl Into<Arc<str>>, probability: f64) -> Self {
+    pub fn new(name: impl Into<Cow<'static, str>>, probability: f64) -> Self {
         Self {
             name: name.into(),
             probability,

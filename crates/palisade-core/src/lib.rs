@@ -74,6 +74,7 @@ pub mod headers;
 mod health;
 pub mod layer_error;
 pub mod local;
+mod name;
 #[cfg(feature = "http")]
 pub mod rejection;
 
@@ -85,3 +86,4 @@ pub use deadline::{Deadline, GetDeadline, NoDeadline};
 pub use error::{BoxError, Categorized, CategorizedError, MultiError};
 pub use headers::HeaderError;
 pub use health::{HealthIndicator, HealthReport, HealthStatus};
+pub use name::intern;

@@ -121,7 +121,7 @@ where
                             source = source.as_str(),
                             "deadline exceeded"
                         );
-                        error = Some(DeadlineExceeded::new(shared.name.clone(), budget, source));
+                        error = Some(DeadlineExceeded::new(shared.name, budget, source));
                     },
                 );
                 // The layer is gone (every service dropped): the call still times out.

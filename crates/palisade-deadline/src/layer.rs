@@ -19,7 +19,8 @@ use crate::service::{DeadlineService, PropagateDeadline};
 /// What every service of one [`DeadlineLayer`] shares: one `Arc` of it.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) name: Arc<str>,
+    /// Interned: errors carry it without touching a reference count.
+    pub(crate) name: &'static str,
     /// Where response futures find this state (they hold the slot, not an `Arc`).
     pub(crate) slot: Slot,
     /// Its own `Arc` so each service can keep an `arc_swap` cache of it.
@@ -125,7 +126,7 @@ impl DeadlineLayer {
     /// current recorder.
     pub fn from_config(config: DeadlineConfig) -> Result<Self, ConfigError> {
         let header = config.validated()?;
-        let name: Arc<str> = Arc::from(config.name.as_str());
+        let name = palisade_core::intern(&config.name);
         let metrics = Metrics::new(&name, config.record_budget);
         let shared = Arc::new_cyclic(|weak| Shared {
             slot: DEADLINES.register(weak.clone()),
@@ -225,7 +226,8 @@ impl<S, P: Clone> Layer<S> for DeadlineLayer<P> {
 /// What every service of one [`PropagateDeadlineLayer`] shares.
 #[derive(Debug)]
 pub(crate) struct PropagateShared {
-    pub(crate) name: Arc<str>,
+    /// Interned: errors carry it without touching a reference count.
+    pub(crate) name: &'static str,
     pub(crate) grpc_timeout: bool,
     pub(crate) header: Option<HeaderName>,
     pub(crate) margin: Duration,
@@ -265,7 +267,7 @@ impl PropagateDeadlineLayer {
         let header = config.validated()?;
         let shared = PropagateShared {
             exceeded: m::exceeded_counter(&config.name),
-            name: Arc::from(config.name),
+            name: palisade_core::intern(&config.name),
             grpc_timeout: config.grpc_timeout,
             header,
             margin: config.margin,

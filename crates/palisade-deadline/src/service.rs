@@ -226,7 +226,7 @@ fn expired_on_arrival(shared: &Shared, source: DeadlineSource) -> BoxError {
         source = source.as_str(),
         "deadline had passed on arrival; inner service not called"
     );
-    DeadlineExceeded::new(shared.name.clone(), Duration::ZERO, source).into()
+    DeadlineExceeded::new(shared.name, Duration::ZERO, source).into()
 }
 
 /// The service made by [`PropagateDeadlineLayer`](crate::PropagateDeadlineLayer).
@@ -309,7 +309,7 @@ where
                 "deadline passed before the call was sent; inner service not called"
             );
             return PropagateFuture::failed(DeadlineExceeded::new(
-                shared.name.clone(),
+                shared.name,
                 Duration::ZERO,
                 DeadlineSource::Inherited,
             ));

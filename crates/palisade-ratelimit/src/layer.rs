@@ -26,7 +26,8 @@ use crate::service::RateLimit;
 /// rejection two more (for its `RateLimit-Policy`); the quota itself, for the handle,
 /// sits behind a mutex taken only by the handle and on changes.
 pub(crate) struct Rate {
-    pub(crate) name: Arc<str>,
+    /// Interned: a rejection carries it without touching a reference count.
+    pub(crate) name: &'static str,
     emission: AtomicU64,
     capacity: AtomicU64,
     limit: AtomicU64,
@@ -40,7 +41,7 @@ impl Rate {
         let p = Params::new(&quota);
         metrics.set_rate(quota.per_second_f64());
         Self {
-            name,
+            name: palisade_core::intern(&name),
             emission: AtomicU64::new(p.emission),
             capacity: AtomicU64::new(p.capacity),
             limit: AtomicU64::new(u64::from(quota.rate)),
@@ -111,8 +112,8 @@ impl<K> Core<K> {
         nanos(now.saturating_duration_since(self.epoch))
     }
 
-    pub(crate) fn name(&self) -> &Arc<str> {
-        &self.rate.name
+    pub(crate) fn name(&self) -> &'static str {
+        self.rate.name
     }
 }
 
@@ -202,7 +203,7 @@ impl<X: KeyExtractor, D> Clone for RateLimitLayer<X, D> {
 impl<X: KeyExtractor, D> fmt::Debug for RateLimitLayer<X, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitLayer")
-            .field("name", self.shared.core.name())
+            .field("name", &self.shared.core.name())
             .field("quota", &self.shared.core.rate.quota())
             .finish_non_exhaustive()
     }

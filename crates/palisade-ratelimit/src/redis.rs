@@ -345,7 +345,7 @@ pub(crate) fn check<K: Hash + Eq + Send + Sync + 'static>(
                     return Ok(wait);
                 }
                 core.counters.add(Decision::Limited);
-                return Err(RateLimited::new(core.name().clone(), wait).with_policy(policy));
+                return Err(RateLimited::new(core.name(), wait).with_policy(policy));
             }
             Ok(Err(e)) => Failure::Error(e),
             Err(_) => Failure::Timeout(timeout),
@@ -358,7 +358,7 @@ pub(crate) fn check<K: Hash + Eq + Send + Sync + 'static>(
             OnRedisFailure::FailClosed => {
                 core.counters.add(Decision::FailClosed);
                 Err(
-                    RateLimited::new(core.name().clone(), redis.config.fail_closed_retry_after)
+                    RateLimited::new(core.name(), redis.config.fail_closed_retry_after)
                         .with_policy(policy),
                 )
             }

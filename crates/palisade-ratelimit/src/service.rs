@@ -74,7 +74,7 @@ impl<S: Clone, X: KeyExtractor, D> Clone for RateLimit<S, X, D> {
 impl<S: fmt::Debug, X: KeyExtractor, D> fmt::Debug for RateLimit<S, X, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimit")
-            .field("name", self.shared.core.name())
+            .field("name", &self.shared.core.name())
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
@@ -105,7 +105,7 @@ fn judge<K>(core: &Core<K>, bucket: &Arc<Bucket>, now: u64, max_wait: u64) -> Ve
             },
         ),
         Err(retry_after) => Verdict::Reject(
-            RateLimited::new(core.name().clone(), Duration::from_nanos(retry_after))
+            RateLimited::new(core.name(), Duration::from_nanos(retry_after))
                 .with_policy(policy.unwrap_or_else(|| core.rate.policy())),
         ),
     }
@@ -154,7 +154,7 @@ where
             Store::Keyed(keyed) => keyed.with_slot(key, now, |slot| match slot {
                 Slot::Bucket(bucket) => judge(core, bucket, now, max_wait),
                 Slot::Full => Verdict::Reject(
-                    RateLimited::new(core.name().clone(), core.sweep_interval)
+                    RateLimited::new(core.name(), core.sweep_interval)
                         .with_policy(core.rate.policy()),
                 ),
             }),

@@ -99,6 +99,8 @@ impl Drop for Owner {
 /// The shared state of one throttle.
 pub(crate) struct Shared {
     pub(crate) name: Arc<str>,
+    /// The name rejections carry (interned: no reference count per rejection).
+    pub(crate) error_name: &'static str,
     pub(crate) slot: Slot,
     epoch: Instant,
     /// `first`: requests, `second`: accepts.
@@ -144,6 +146,7 @@ impl Shared {
     fn new(name: Arc<str>, config: &ThrottleConfig, slot: Slot) -> Self {
         let metrics = ThrottleMetrics::new(&name);
         Self {
+            error_name: palisade_core::intern(&name),
             name,
             slot,
             epoch: Instant::now(),

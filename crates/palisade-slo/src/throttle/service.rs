@@ -115,7 +115,7 @@ where
             Some(Decision::Reject(p)) => {
                 shared.count_request();
                 shared.count_rejection();
-                ResponseFuture::rejected(Throttled::new(shared.name.clone(), p))
+                ResponseFuture::rejected(Throttled::new(shared.error_name, p))
             }
             None => panic!(
                 "AdaptiveThrottle::call: poll_ready must be called first and return Ready(Ok)"
