@@ -41,7 +41,7 @@ impl DeadlineHandle {
 
     /// The layer's name.
     pub fn name(&self) -> &str {
-        &self.shared.name
+        self.shared.name
     }
 
     /// The budget table in force.

@@ -127,7 +127,7 @@ impl DeadlineLayer {
     pub fn from_config(config: DeadlineConfig) -> Result<Self, ConfigError> {
         let header = config.validated()?;
         let name = palisade_core::intern(&config.name);
-        let metrics = Metrics::new(&name, config.record_budget);
+        let metrics = Metrics::new(name, config.record_budget);
         let shared = Arc::new_cyclic(|weak| Shared {
             slot: DEADLINES.register(weak.clone()),
             metrics,
@@ -182,7 +182,7 @@ impl<P> DeadlineLayer<P> {
 
     /// The layer's name.
     pub fn name(&self) -> &str {
-        &self.shared.name
+        self.shared.name
     }
 }
 
@@ -296,7 +296,7 @@ impl<G> PropagateDeadlineLayer<G> {
 
     /// The layer's name.
     pub fn name(&self) -> &str {
-        &self.shared.name
+        self.shared.name
     }
 }
 

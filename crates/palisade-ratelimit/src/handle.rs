@@ -49,7 +49,7 @@ impl RateLimitHandle {
 
     /// The limiter's name.
     pub fn name(&self) -> &str {
-        &self.core.rate().name
+        self.core.rate().name
     }
 
     /// The default quota in force (per key when keyed; keys with their own quota keep it).
