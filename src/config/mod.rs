@@ -138,6 +138,7 @@
 //! applied half-way.
 
 mod error;
+mod optional;
 mod presets;
 mod spec;
 mod stack;
@@ -149,6 +150,7 @@ use std::path::Path;
 use serde_json::Value;
 
 pub use error::ConfigFileError;
+pub use optional::{Optional, OptionalFuture, OptionalLayer};
 pub use spec::{
     DeadlineSpec, GrpcMethodBudget, MethodBudget, Preset, RouteBudget, StackConfig, StackSpec,
     UnknownPreset,
@@ -217,7 +219,7 @@ impl StackConfig {
     {
         let tree = serde_json::to_value(&self)
             .map_err(|e| ConfigFileError::new("", format!("cannot serialize: {e}")))?;
-        Source { tree }.resolve(vars)
+        Source { tree, text: None }.resolve(vars)
     }
 
     /// Checks every stack; the error names the first bad field.
@@ -265,33 +267,47 @@ fn display_list(names: &[&str]) -> String {
 
 const NO_ENV: [(&str, &str); 0] = [];
 
-/// A configuration on its way in: the file's tree.
+/// A configuration on its way in: the file's tree, and the text it came from.
 struct Source {
     tree: Value,
+    text: Option<(Format, String)>,
 }
 
 impl Source {
     fn new(format: Format, text: &str) -> Result<Self, ConfigFileError> {
-        // First straight from the text, so type errors and unknown fields carry a line.
-        tree::typed_from_text::<StackConfig>(format, text)?;
         Ok(Self {
             tree: tree::tree_from_text(format, text)?,
+            text: Some((format, text.to_owned())),
         })
     }
 
-    fn resolve<I, K, V>(mut self, vars: I) -> Result<StackConfig, ConfigFileError>
+    fn resolve<I, K, V>(self, vars: I) -> Result<StackConfig, ConfigFileError>
     where
         I: IntoIterator<Item = (K, V)>,
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let env_paths = tree::apply_env(&mut self.tree, vars)?;
-        tree::apply_presets(&mut self.tree, &env_paths)?;
-        let config: StackConfig = tree::typed_from_tree(self.tree, &env_paths)?;
-        for (name, spec) in &config.stacks {
-            validate_stack(name, spec).map_err(|e| tree::annotate_env(e, &env_paths))?;
-        }
-        Ok(config)
+        let Source { mut tree, text } = self;
+        let resolved = (|| -> Result<StackConfig, ConfigFileError> {
+            let env_paths = tree::apply_env(&mut tree, vars)?;
+            tree::apply_presets(&mut tree, &env_paths)?;
+            let config: StackConfig = tree::typed_from_tree(tree, &env_paths)?;
+            for (name, spec) in &config.stacks {
+                validate_stack(name, spec).map_err(|e| tree::annotate_env(e, &env_paths))?;
+            }
+            Ok(config)
+        })();
+        resolved.map_err(|err: ConfigFileError| match &text {
+            // The merged tree has no lines: find the line by reading the text alone,
+            // when that finds the same fault.
+            Some((format, text)) if err.line().is_none() && err.env_var().is_none() => {
+                match tree::typed_from_text::<StackConfig>(*format, text) {
+                    Err(direct) if direct.path() == err.path() => err.with_line(direct.line()),
+                    _ => err,
+                }
+            }
+            _ => err,
+        })
     }
 }
 

@@ -9,7 +9,6 @@ use serde::Serialize;
 use tower::ServiceBuilder;
 use tower::layer::Layer;
 use tower::layer::util::{Identity, Stack as Layered};
-use tower::util::Either;
 
 use crate::breaker::{BreakerHandle, BreakerLayer};
 use crate::bulkhead::{BulkheadHandle, BulkheadLayer};
@@ -20,6 +19,7 @@ use crate::retry::RetryLayer;
 use crate::retry::http::HttpReplay;
 
 use super::error::ConfigFileError;
+use super::optional::OptionalLayer;
 use super::spec::StackSpec;
 
 /// The rate limiter a stack builds.
@@ -32,12 +32,12 @@ pub type StackBreaker = BreakerLayer<HttpClassifier>;
 pub type StackRetry = RetryLayer<HttpClassifier, HttpReplay, FromExtensions>;
 
 type Inner = Layered<
-    Either<StackBreaker, Identity>,
+    OptionalLayer<StackBreaker>,
     Layered<
-        Either<StackBulkhead, Identity>,
+        OptionalLayer<StackBulkhead>,
         Layered<
-            Either<DeadlineLayer, Identity>,
-            Layered<Either<StackRateLimit, Identity>, Identity>,
+            OptionalLayer<DeadlineLayer>,
+            Layered<OptionalLayer<StackRateLimit>, Identity>,
         >,
     >,
 >;
@@ -180,10 +180,10 @@ impl Stack {
     /// belongs on clients and is not part of it: see [`retry_layer`](Self::retry_layer).
     pub fn layer(&self) -> StackLayer {
         let inner = ServiceBuilder::new()
-            .option_layer(self.rate_limit.clone())
-            .option_layer(self.deadline.clone())
-            .option_layer(self.bulkhead.clone())
-            .option_layer(self.breaker.clone())
+            .layer(OptionalLayer::new(self.rate_limit.clone()))
+            .layer(OptionalLayer::new(self.deadline.clone()))
+            .layer(OptionalLayer::new(self.bulkhead.clone()))
+            .layer(OptionalLayer::new(self.breaker.clone()))
             .into_inner();
         StackLayer { inner }
     }
