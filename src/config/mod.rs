@@ -315,11 +315,15 @@ impl Source {
 pub(crate) fn validate_stack(name: &str, spec: &StackSpec) -> Result<(), ConfigFileError> {
     let p = |layer: &str| format!("stacks.{name}.{layer}");
     if name.is_empty() {
-        return Err(ConfigFileError::new("stacks", "a stack's name must not be empty"));
+        return Err(ConfigFileError::new(
+            "stacks",
+            "a stack's name must not be empty",
+        ));
     }
     if let Some(c) = &spec.rate_limit {
-        c.validate()
-            .map_err(|e| ConfigFileError::from_layer(&p("rate_limit"), e.field(), &e.to_string()))?;
+        c.validate().map_err(|e| {
+            ConfigFileError::from_layer(&p("rate_limit"), e.field(), &e.to_string())
+        })?;
     }
     if let Some(d) = &spec.deadline {
         d.to_config(name, &p("deadline"))?;

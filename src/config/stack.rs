@@ -35,10 +35,7 @@ type Inner = Layered<
     OptionalLayer<StackBreaker>,
     Layered<
         OptionalLayer<StackBulkhead>,
-        Layered<
-            OptionalLayer<DeadlineLayer>,
-            Layered<OptionalLayer<StackRateLimit>, Identity>,
-        >,
+        Layered<OptionalLayer<DeadlineLayer>, Layered<OptionalLayer<StackRateLimit>, Identity>>,
     >,
 >;
 
@@ -269,7 +266,12 @@ impl Stack {
         let mut report = ReloadReport::default();
         let p = |layer: &str| format!("stacks.{name}.{layer}");
 
-        presence(&mut report, &p("rate_limit"), &old.rate_limit, &spec.rate_limit);
+        presence(
+            &mut report,
+            &p("rate_limit"),
+            &old.rate_limit,
+            &spec.rate_limit,
+        );
         presence(&mut report, &p("deadline"), &old.deadline, &spec.deadline);
         presence(&mut report, &p("bulkhead"), &old.bulkhead, &spec.bulkhead);
         presence(&mut report, &p("breaker"), &old.breaker, &spec.breaker);
@@ -279,14 +281,13 @@ impl Stack {
         // outside adaptive bounds), and then nothing else has changed yet.
         if let (Some(layer), Some(cur), Some(new)) =
             (&self.bulkhead, &mut now.bulkhead, &spec.bulkhead)
+            && new.max_concurrent != cur.max_concurrent
         {
-            if new.max_concurrent != cur.max_concurrent {
-                layer
-                    .handle()
-                    .set_limit(new.max_concurrent)
-                    .map_err(|e| layer_err(&p("bulkhead"), e.field(), e.to_string()))?;
-                cur.max_concurrent = new.max_concurrent;
-            }
+            layer
+                .handle()
+                .set_limit(new.max_concurrent)
+                .map_err(|e| layer_err(&p("bulkhead"), e.field(), e.to_string()))?;
+            cur.max_concurrent = new.max_concurrent;
         }
         if let (Some(layer), Some(cur), Some(new)) =
             (&self.rate_limit, &mut now.rate_limit, &spec.rate_limit)

@@ -48,9 +48,7 @@ pub(crate) fn typed_from_text<T: DeserializeOwned>(
 pub(crate) fn tree_from_text(format: Format, text: &str) -> Result<Value, ConfigFileError> {
     let value = match format {
         Format::Toml => toml::from_str::<Value>(text).map_err(|e| toml_error(text, &e, ""))?,
-        Format::Yaml => {
-            serde_norway::from_str::<Value>(text).map_err(|e| yaml_error(&e, ""))?
-        }
+        Format::Yaml => serde_norway::from_str::<Value>(text).map_err(|e| yaml_error(&e, ""))?,
     };
     Ok(match value {
         // An empty YAML document.
@@ -73,7 +71,10 @@ pub(crate) fn typed_from_tree<T: DeserializeOwned>(
 }
 
 /// Adds the variable that set the value at `err`'s path, if one did.
-pub(crate) fn annotate_env(err: ConfigFileError, env_paths: &[(String, String)]) -> ConfigFileError {
+pub(crate) fn annotate_env(
+    err: ConfigFileError,
+    env_paths: &[(String, String)],
+) -> ConfigFileError {
     let path = err.path().to_owned();
     let hit = env_paths.iter().find(|(p, _)| {
         path == *p
@@ -89,17 +90,17 @@ pub(crate) fn annotate_env(err: ConfigFileError, env_paths: &[(String, String)])
 
 /// serde_path_to_error names the table holding an unknown field; name the field itself.
 fn with_unknown_field(path: &str, message: &str) -> ConfigFileError {
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        if let Some(field) = rest.split('`').next() {
-            let full = if path.is_empty() {
-                field.to_owned()
-            } else if path.ends_with(&format!(".{field}")) || path == field {
-                path.to_owned()
-            } else {
-                format!("{path}.{field}")
-            };
-            return ConfigFileError::new(full, message);
-        }
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some(field) = rest.split('`').next()
+    {
+        let full = if path.is_empty() {
+            field.to_owned()
+        } else if path.ends_with(&format!(".{field}")) || path == field {
+            path.to_owned()
+        } else {
+            format!("{path}.{field}")
+        };
+        return ConfigFileError::new(full, message);
     }
     ConfigFileError::new(path, message)
 }
@@ -271,10 +272,10 @@ fn env_value(raw: &str) -> Value {
     if let Ok(n) = s.parse::<i64>() {
         return Value::from(n);
     }
-    if let Ok(x) = s.parse::<f64>() {
-        if x.is_finite() {
-            return Value::from(x);
-        }
+    if let Ok(x) = s.parse::<f64>()
+        && x.is_finite()
+    {
+        return Value::from(x);
     }
     Value::String(raw.to_owned())
 }
@@ -320,10 +321,11 @@ pub(crate) fn apply_presets(
             if declared.is_null() {
                 *declared = Value::Object(Map::new());
             }
-            if let Value::Object(table) = declared {
-                if layer == "retry" && !table.contains_key("name") {
-                    table.insert("name".to_owned(), Value::String(name.clone()));
-                }
+            if let Value::Object(table) = declared
+                && layer == "retry"
+                && !table.contains_key("name")
+            {
+                table.insert("name".to_owned(), Value::String(name.clone()));
             }
             if let Some(preset_table) = base.get(layer) {
                 let mut merged = preset_table.clone();

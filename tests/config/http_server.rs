@@ -57,7 +57,12 @@ async fn a_stack_guards_an_axum_router_over_loopback() {
     for _ in 0..3 {
         let response = client.get(uri.clone()).await.expect("the server answers");
         let status = response.status();
-        let body = response.into_body().collect().await.expect("a body").to_bytes();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("a body")
+            .to_bytes();
         if status == StatusCode::OK {
             assert_eq!(&body[..], b"hello");
         }
@@ -65,7 +70,11 @@ async fn a_stack_guards_an_axum_router_over_loopback() {
     }
     assert_eq!(
         statuses,
-        vec![StatusCode::OK, StatusCode::OK, StatusCode::TOO_MANY_REQUESTS],
+        vec![
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ],
         "two requests a minute"
     );
 }

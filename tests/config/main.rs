@@ -48,7 +48,11 @@ fn toml_and_yaml_examples_load_to_the_same_config() {
     let deadline = api.deadline.as_ref().expect("api has a deadline");
     assert_eq!(deadline.budget, Duration::from_secs(2));
     assert_eq!(deadline.routes[0].prefix, "/reports");
-    assert_eq!(deadline.max_inbound, Duration::from_secs(60), "from the preset");
+    assert_eq!(
+        deadline.max_inbound,
+        Duration::from_secs(60),
+        "from the preset"
+    );
     let bulkhead = api.bulkhead.as_ref().expect("api has a bulkhead");
     assert_eq!(bulkhead.max_wait, Duration::from_millis(50));
 
@@ -59,7 +63,11 @@ fn toml_and_yaml_examples_load_to_the_same_config() {
     assert_eq!(breaker.slow_call_duration, Some(Duration::from_secs(1)));
     let retry = payments.retry.as_ref().expect("payments has retry");
     assert_eq!(retry.name, "payments", "retry is named after its stack");
-    assert_eq!(retry.max_retry_after, Duration::from_secs(5), "from the preset");
+    assert_eq!(
+        retry.max_retry_after,
+        Duration::from_secs(5),
+        "from the preset"
+    );
     assert_eq!(retry.backoff.initial, Duration::from_millis(50));
     assert_eq!(retry.backoff.multiplier, 2.0, "from the preset");
 
@@ -103,8 +111,9 @@ fn a_bad_rate_names_its_path() {
         err.to_string(),
         "stacks.payments.breaker.failure_rate: must be in (0, 1], got 1.5"
     );
-    let err = StackConfig::from_yaml_str("stacks:\n  payments:\n    breaker:\n      failure_rate: 1.5\n")
-        .expect_err("refused");
+    let err =
+        StackConfig::from_yaml_str("stacks:\n  payments:\n    breaker:\n      failure_rate: 1.5\n")
+            .expect_err("refused");
     assert_eq!(err.path(), "stacks.payments.breaker.failure_rate");
 }
 
@@ -115,8 +124,9 @@ fn an_unknown_field_names_its_path_and_line() {
     assert!(err.message().contains("unknown field"), "{err}");
     assert_eq!(err.line(), Some(2), "{err}");
 
-    let err = StackConfig::from_yaml_str("stacks:\n  payments:\n    deadline:\n      budgett: 2s\n")
-        .expect_err("refused");
+    let err =
+        StackConfig::from_yaml_str("stacks:\n  payments:\n    deadline:\n      budgett: 2s\n")
+            .expect_err("refused");
     assert_eq!(err.path(), "stacks.payments.deadline.budgett", "{err}");
     assert_eq!(err.line(), Some(4), "{err}");
 
@@ -146,7 +156,8 @@ fn a_wrong_type_names_its_path() {
     assert!(err.message().contains("invalid type"), "{err}");
     let err = toml_err("[stacks.api.deadline]\nbudget = 2\n");
     assert_eq!(err.path(), "stacks.api.deadline.budget", "{err}");
-    let err = toml_err("[stacks.api.deadline]\nmethods = [{ method = \"GE T\", budget = \"1s\" }]\n");
+    let err =
+        toml_err("[stacks.api.deadline]\nmethods = [{ method = \"GE T\", budget = \"1s\" }]\n");
     assert_eq!(err.path(), "stacks.api.deadline.methods[0].method", "{err}");
 }
 
@@ -154,7 +165,10 @@ fn a_wrong_type_names_its_path() {
 fn an_unknown_preset_names_its_path() {
     let err = toml_err("preset = \"prod\"\n[stacks.a.breaker]\n");
     assert_eq!(err.path(), "preset", "{err}");
-    assert!(err.message().contains("production"), "lists the presets: {err}");
+    assert!(
+        err.message().contains("production"),
+        "lists the presets: {err}"
+    );
     let err = toml_err("[stacks.a]\npreset = \"fast\"\n");
     assert_eq!(err.path(), "stacks.a.preset", "{err}");
 }
@@ -195,7 +209,11 @@ fn presets_fill_declared_layers_and_the_file_wins() {
     let a = config.stack_spec("a").expect("declared");
     let breaker = a.breaker.as_ref().expect("declared");
     assert_eq!(breaker.consecutive_failures, Some(7), "the file wins");
-    assert_eq!(breaker.open_duration, Duration::from_millis(100), "test preset");
+    assert_eq!(
+        breaker.open_duration,
+        Duration::from_millis(100),
+        "test preset"
+    );
     assert_eq!(breaker.seed, Some(1), "test preset");
     assert_eq!(
         a.deadline.as_ref().expect("declared").budget,
@@ -208,7 +226,11 @@ fn presets_fill_declared_layers_and_the_file_wins() {
     let bulkhead = b.bulkhead.as_ref().expect("declared");
     assert_eq!(bulkhead.max_queue, 50, "the stack's own preset wins");
     let c = config.stack_spec("c").expect("declared");
-    assert_eq!(c.bulkhead.as_ref().expect("declared").max_queue, 10, "test preset");
+    assert_eq!(
+        c.bulkhead.as_ref().expect("declared").max_queue,
+        10,
+        "test preset"
+    );
 
     let plain = StackConfig::from_toml_str("[stacks.c.bulkhead]\n").expect("valid");
     assert_eq!(
@@ -219,7 +241,12 @@ fn presets_fill_declared_layers_and_the_file_wins() {
     let yaml = StackConfig::from_yaml_str("preset: test\nstacks:\n  c:\n    bulkhead:\n")
         .expect("an empty YAML table declares the layer");
     assert_eq!(
-        yaml.stack_spec("c").expect("declared").bulkhead.as_ref().expect("declared").max_queue,
+        yaml.stack_spec("c")
+            .expect("declared")
+            .bulkhead
+            .as_ref()
+            .expect("declared")
+            .max_queue,
         10
     );
 }
@@ -232,8 +259,14 @@ fn environment_overrides_win() {
         ("PALISADE_UNRELATED", "x"),
         ("PALISADE__STACKS__PAYMENTS__DEADLINE__BUDGET", "3s"),
         ("PALISADE__STACKS__PAYMENTS__BREAKER__FAILURE_RATE", "0.25"),
-        ("PALISADE__STACKS__PAYMENTS__BREAKER__RECORD_DURATION", "true"),
-        ("PALISADE__STACKS__PAYMENTS__BREAKER__CONSECUTIVE_FAILURES", "null"),
+        (
+            "PALISADE__STACKS__PAYMENTS__BREAKER__RECORD_DURATION",
+            "true",
+        ),
+        (
+            "PALISADE__STACKS__PAYMENTS__BREAKER__CONSECUTIVE_FAILURES",
+            "null",
+        ),
         ("PALISADE__STACKS__PAYMENTS__BULKHEAD__MAX_CONCURRENT", "8"),
     ];
     let config = StackConfig::from_toml_str(file)
@@ -248,7 +281,10 @@ fn environment_overrides_win() {
     assert_eq!(breaker.failure_rate, Some(0.25));
     assert!(breaker.record_duration);
     assert_eq!(breaker.consecutive_failures, None);
-    let bulkhead = payments.bulkhead.as_ref().expect("an override may declare a layer");
+    let bulkhead = payments
+        .bulkhead
+        .as_ref()
+        .expect("an override may declare a layer");
     assert_eq!(bulkhead.max_concurrent, 8);
     assert_eq!(bulkhead.max_queue, 50, "the preset fills the rest");
 
@@ -299,20 +335,25 @@ fn a_bad_environment_override_names_the_variable() {
         "-1s",
         "stacks.payments.deadline.budget",
     );
-    check("PALISADE__STACKS__ORDERS__DEADLINE__BUDGET", "1s", "stacks.orders");
-    check("PALISADE__STACKS__PAYMENTS__CIRCUIT__X", "1", "stacks.payments.circuit");
+    check(
+        "PALISADE__STACKS__ORDERS__DEADLINE__BUDGET",
+        "1s",
+        "stacks.orders",
+    );
+    check(
+        "PALISADE__STACKS__PAYMENTS__CIRCUIT__X",
+        "1",
+        "stacks.payments.circuit",
+    );
     check("PALISADE__PRESET", "fast", "preset");
     check("PALISADE__STACK", "x", "stack");
 }
 
 type Body = String;
 
-fn ok_service() -> impl tower::Service<
-    Request<Body>,
-    Response = Response<Body>,
-    Error = Infallible,
-    Future = impl Send,
-> + Clone
+fn ok_service()
+-> impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future = impl Send>
++ Clone
 + Send {
     service_fn(|_req: Request<Body>| async {
         Ok::<_, Infallible>(Response::new(String::from("done")))
@@ -448,7 +489,10 @@ async fn reload_lowers_the_breaker_threshold_for_the_next_calls() {
     }
 
     let mut spec = stack.spec();
-    spec.breaker.as_mut().expect("declared").consecutive_failures = Some(1);
+    spec.breaker
+        .as_mut()
+        .expect("declared")
+        .consecutive_failures = Some(1);
     let report = stack.reload(&spec).expect("valid reload");
     assert_eq!(
         report.applied,
@@ -507,12 +551,23 @@ fn reload_reports_what_needs_a_new_stack() {
         ]
     );
     assert_eq!(
-        stack.deadline_handle().expect("declared").budgets().default_value(),
+        stack
+            .deadline_handle()
+            .expect("declared")
+            .budgets()
+            .default_value(),
         Duration::from_secs(5)
     );
-    assert_eq!(stack.rate_limit_handle().expect("declared").quota().rate, 20);
     assert_eq!(
-        stack.breaker_handle().expect("declared").config().failure_rate,
+        stack.rate_limit_handle().expect("declared").quota().rate,
+        20
+    );
+    assert_eq!(
+        stack
+            .breaker_handle()
+            .expect("declared")
+            .config()
+            .failure_rate,
         Some(0.9)
     );
 
@@ -522,7 +577,10 @@ fn reload_reports_what_needs_a_new_stack() {
     bad.rate_limit.as_mut().expect("declared").rate = 99;
     let err = stack.reload(&bad).expect_err("refused");
     assert_eq!(err.path(), "stacks.s.breaker.failure_rate");
-    assert_eq!(stack.rate_limit_handle().expect("declared").quota().rate, 20);
+    assert_eq!(
+        stack.rate_limit_handle().expect("declared").quota().rate,
+        20
+    );
 }
 
 #[test]
@@ -537,7 +595,11 @@ fn stacks_reload_from_a_changed_file() {
     }
     let _cleanup = Cleanup(dir.clone());
     let path = dir.join("stacks.yaml");
-    std::fs::write(&path, "stacks:\n  s:\n    bulkhead: { max_concurrent: 4 }\n").expect("written");
+    std::fs::write(
+        &path,
+        "stacks:\n  s:\n    bulkhead: { max_concurrent: 4 }\n",
+    )
+    .expect("written");
     let stacks = StackConfig::from_path(&path)
         .and_then(|c| c.build_all())
         .expect("builds");
@@ -553,7 +615,11 @@ fn stacks_reload_from_a_changed_file() {
     let s = stacks.get("s").expect("built");
     assert_eq!(s.bulkhead_handle().expect("declared").limit(), 9);
 
-    std::fs::write(&path, "stacks:\n  s:\n    bulkhead: { max_concurrent: 0 }\n").expect("written");
+    std::fs::write(
+        &path,
+        "stacks:\n  s:\n    bulkhead: { max_concurrent: 0 }\n",
+    )
+    .expect("written");
     let err = stacks.reload_from_path(&path, NO_ENV).expect_err("refused");
     assert_eq!(err.path(), "stacks.s.bulkhead.max_concurrent", "{err}");
     assert_eq!(err.file(), Some(path.as_path()));
