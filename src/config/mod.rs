@@ -173,6 +173,27 @@ impl StackConfig {
         Source::new(Format::Yaml, text)?.resolve(NO_ENV)
     }
 
+    /// Reads a TOML configuration with environment overrides on it; see the [module
+    /// documentation](self#environment-overrides).
+    pub fn from_toml_str_with_env<I, K, V>(text: &str, vars: I) -> Result<Self, ConfigFileError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        Source::new(Format::Toml, text)?.resolve(vars)
+    }
+
+    /// Reads a YAML configuration with environment overrides on it.
+    pub fn from_yaml_str_with_env<I, K, V>(text: &str, vars: I) -> Result<Self, ConfigFileError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        Source::new(Format::Yaml, text)?.resolve(vars)
+    }
+
     /// Reads a file: TOML for `.toml`, YAML for `.yaml` and `.yml`. Errors name the
     /// file.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, ConfigFileError> {
@@ -211,6 +232,11 @@ impl StackConfig {
 
     /// Lays environment overrides on this configuration and checks it again. The
     /// variables not starting with `PALISADE__` are ignored.
+    ///
+    /// This configuration's presets are already applied, so every field is explicit
+    /// here: `PALISADE__PRESET` changes the name only. To let the environment choose
+    /// the preset, give the variables while reading ([`from_path_with_env`](Self::from_path_with_env),
+    /// [`from_toml_str_with_env`](Self::from_toml_str_with_env)).
     pub fn with_env<I, K, V>(self, vars: I) -> Result<Self, ConfigFileError>
     where
         I: IntoIterator<Item = (K, V)>,
@@ -361,7 +387,9 @@ impl Stacks {
     }
 
     /// Reloads every stack from `config` ([`Stack::reload`]). The whole configuration
-    /// is validated before anything changes. Stacks added or removed are listed in
+    /// is validated before anything changes; a live handle can still refuse a value
+    /// (a bulkhead limit outside its adaptive bounds), which stops the reload there,
+    /// the stacks before it changed. Stacks added or removed are listed in
     /// [`ReloadReport::not_applied`].
     pub fn reload(&self, config: &StackConfig) -> Result<ReloadReport, ConfigFileError> {
         config.validate()?;

@@ -288,11 +288,27 @@ fn environment_overrides_win() {
     assert_eq!(bulkhead.max_concurrent, 8);
     assert_eq!(bulkhead.max_queue, 50, "the preset fills the rest");
 
-    // The preset itself can be overridden.
-    let config = StackConfig::from_toml_str(file)
-        .and_then(|c| c.with_env([("PALISADE__PRESET", "test")]))
-        .expect("valid");
+    // The environment can choose the preset, when given while reading.
+    let config =
+        StackConfig::from_toml_str_with_env(file, [("PALISADE__PRESET", "test")]).expect("valid");
     assert_eq!(config.preset, Some(Preset::Test));
+    let breaker = config
+        .stack_spec("payments")
+        .and_then(|s| s.breaker.as_ref())
+        .expect("declared");
+    assert_eq!(
+        breaker.open_duration,
+        Duration::from_millis(100),
+        "test preset"
+    );
+    assert_eq!(breaker.failure_rate, Some(0.5), "the file still wins");
+    let yaml = StackConfig::from_yaml_str_with_env(
+        "stacks:\n  s:\n    deadline: { budget: 2s }\n",
+        [("PALISADE__STACKS__S__DEADLINE__BUDGET", "250ms")],
+    )
+    .expect("valid");
+    let deadline = yaml.stack_spec("s").and_then(|s| s.deadline.as_ref());
+    assert_eq!(deadline.map(|d| d.budget), Some(Duration::from_millis(250)));
 
     // And from a file.
     let config = StackConfig::from_path_with_env(
