@@ -90,6 +90,9 @@ pub(crate) fn annotate_env(
 
 /// serde_path_to_error names the table holding an unknown field; name the field itself.
 fn with_unknown_field(path: &str, message: &str) -> ConfigFileError {
+    if message.contains("string \"-") && message.ends_with("expected a duration") {
+        return ConfigFileError::new(path, format!("{message}: a duration cannot be negative"));
+    }
     if let Some(rest) = message.strip_prefix("unknown field `")
         && let Some(field) = rest.split('`').next()
     {

@@ -140,6 +140,7 @@ fn an_unknown_field_names_its_path_and_line() {
 fn a_negative_duration_names_its_path() {
     let err = toml_err("[stacks.payments.deadline]\nbudget = \"-1s\"\n");
     assert_eq!(err.path(), "stacks.payments.deadline.budget", "{err}");
+    assert!(err.message().ends_with("cannot be negative"), "{err}");
     assert_eq!(err.line(), Some(2), "{err}");
     let err = toml_err("[stacks.payments.deadline]\nbudget = \"0s\"\n");
     assert_eq!(err.path(), "stacks.payments.deadline.budget", "{err}");
