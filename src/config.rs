@@ -1,1 +1,0 @@
-//! One configuration file for every stack (feature `config`).
