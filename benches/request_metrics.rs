@@ -66,7 +66,9 @@ where
         in_flight.increment(1.0);
         let start = tokio::time::Instant::now();
         let out = now(self.inner.call(req));
-        let status = out.as_ref().map_or(StatusCode::INTERNAL_SERVER_ERROR, Response::status);
+        let status = out
+            .as_ref()
+            .map_or(StatusCode::INTERNAL_SERVER_ERROR, Response::status);
         metrics::histogram!("naive_request_duration_seconds", "name" => "api", "route" => route.clone())
             .record(start.elapsed().as_secs_f64());
         metrics::counter!(
@@ -81,8 +83,12 @@ where
     }
 }
 
-fn run<S>(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, id: &str, handle: &PrometheusHandle, mut svc: S)
-where
+fn run<S>(
+    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    id: &str,
+    handle: &PrometheusHandle,
+    mut svc: S,
+) where
     S: Service<Request<()>, Response = Response<()>, Error = Infallible>,
 {
     black_box(handle.render());
@@ -110,7 +116,12 @@ fn bench(c: &mut Criterion) {
             .route_extractor(route::<()>)
             .layer(bare()),
     );
-    run(&mut group, "naive counter!/histogram! per call", &handle, Naive { inner: bare() });
+    run(
+        &mut group,
+        "naive counter!/histogram! per call",
+        &handle,
+        Naive { inner: bare() },
+    );
     group.finish();
 }
 

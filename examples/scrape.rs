@@ -42,9 +42,7 @@ fn route<B>(req: &Request<B>) -> Option<&str> {
 }
 
 fn request(n: u32) -> Result<Request<()>, BoxError> {
-    Ok(Request::builder()
-        .uri(format!("/orders?n={n}"))
-        .body(())?)
+    Ok(Request::builder().uri(format!("/orders?n={n}")).body(())?)
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -53,9 +51,7 @@ async fn main() -> Result<(), BoxError> {
 
     let budget = ErrorBudget::new("orders", presets::three_nines_24_hours())?;
     let server = ServiceBuilder::new()
-        .layer(
-            RequestMetricsLayer::new("orders").route_extractor(route::<()>),
-        )
+        .layer(RequestMetricsLayer::new("orders").route_extractor(route::<()>))
         .rate_limited(
             RateLimitLayer::builder()
                 .name("orders")
@@ -81,30 +77,28 @@ async fn main() -> Result<(), BoxError> {
         let _ = server.clone().oneshot(request(n)?).await;
     }
 
-    let client = RetryLayer::builder()
-        .name("inventory")
-        .build()?
-        .layer(
-            AdaptiveThrottleLayer::builder()
-                .name("inventory")
-                .build()?
-                .layer(service_fn(|n: u32| async move {
-                    if n % 2 == 0 {
-                        Ok(n)
-                    } else {
-                        Err::<u32, BoxError>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into())
-                    }
-                })),
-        );
+    let client = RetryLayer::builder().name("inventory").build()?.layer(
+        AdaptiveThrottleLayer::builder()
+            .name("inventory")
+            .build()?
+            .layer(service_fn(|n: u32| async move {
+                if n % 2 == 0 {
+                    Ok(n)
+                } else {
+                    Err::<u32, BoxError>(
+                        std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into(),
+                    )
+                }
+            })),
+    );
     for n in 0..6 {
         let _ = client.clone().oneshot(n).await;
     }
 
     let health = HealthRegistry::new();
     health.register(Registration::new("db", check_fn(|| async { true })).group(Group::READY))?;
-    health.register(
-        Registration::new("cache", check_fn(|| async { false })).group(Group::READY),
-    )?;
+    health
+        .register(Registration::new("cache", check_fn(|| async { false })).group(Group::READY))?;
     let _ = health.evaluate(&Query::all()).await;
 
     print!("{}", palisade::metrics::render(&handle));

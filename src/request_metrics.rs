@@ -119,7 +119,9 @@ pub struct MatchedPathRoute;
 
 impl<B> RouteExtractor<B> for MatchedPathRoute {
     fn route<'a>(&self, req: &'a Request<B>) -> Option<&'a str> {
-        req.extensions().get::<MatchedPath>().map(MatchedPath::as_str)
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str)
     }
 }
 
@@ -260,10 +262,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let route = self
-            .extractor
-            .route(&req)
-            .unwrap_or(&self.shared.unmatched);
+        let route = self.extractor.route(&req).unwrap_or(&self.shared.unmatched);
         let guard = InFlight::start(self.shared.route(route));
         ResponseFuture {
             inner: self.inner.call(req),
@@ -392,9 +391,9 @@ impl Shared {
         if let Some(m) = routes.get(route) {
             return Arc::clone(m);
         }
-        Arc::clone(routes.get_or_insert_with(route.into(), || {
-            Arc::new(RouteMetrics::new(self, route))
-        }))
+        Arc::clone(
+            routes.get_or_insert_with(route.into(), || Arc::new(RouteMetrics::new(self, route))),
+        )
     }
 }
 

@@ -23,8 +23,13 @@ const PROCESS: &[&str] = &[
 ];
 
 fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 fn check(text: &str) {
@@ -33,7 +38,10 @@ fn check(text: &str) {
             text.lines().any(|l| l.starts_with(&format!("{name} "))),
             "{name} missing: {text}"
         );
-        assert!(text.contains(&format!("# HELP {name} ")), "{name} undescribed: {text}");
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} undescribed: {text}"
+        );
     }
     let build = format!("{BUILD_INFO}{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"));
     assert_eq!(value(text, &build), Some(1.0), "{text}");
@@ -41,7 +49,10 @@ fn check(text: &str) {
     assert!(value(text, "process_threads").is_some_and(|v| v >= 1.0));
     assert!(value(text, "process_open_fds").is_some_and(|v| v >= 1.0));
     let start = value(text, "process_start_time_seconds").expect("a start time");
-    assert!(start > 1.6e9, "start time {start} is not a recent Unix time");
+    assert!(
+        start > 1.6e9,
+        "start time {start} is not a recent Unix time"
+    );
     assert!(value(text, PROCESS_UPTIME).is_some_and(|v| v >= 0.0));
 }
 

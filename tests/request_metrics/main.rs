@@ -54,7 +54,10 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let mut got: Vec<&str> = if labels_part.is_empty() {
             Vec::new()
         } else {
-            labels_part.split("\",").map(|l| l.trim_end_matches('"')).collect()
+            labels_part
+                .split("\",")
+                .map(|l| l.trim_end_matches('"'))
+                .collect()
         };
         let mut want: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}")).collect();
         got.sort_unstable();
@@ -63,7 +66,10 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
-async fn get_status(client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>, url: String) -> u16 {
+async fn get_status(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    url: String,
+) -> u16 {
     let res = client
         .get(url.parse().expect("a valid test URL"))
         .await
@@ -95,10 +101,19 @@ async fn labels_are_route_templates_over_a_real_server() {
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     for id in [42, 43, 42] {
-        assert_eq!(get_status(&client, format!("http://{addr}/users/{id}")).await, 200);
+        assert_eq!(
+            get_status(&client, format!("http://{addr}/users/{id}")).await,
+            200
+        );
     }
-    assert_eq!(get_status(&client, format!("http://{addr}/down")).await, 503);
-    assert_eq!(get_status(&client, format!("http://{addr}/nowhere/7")).await, 404);
+    assert_eq!(
+        get_status(&client, format!("http://{addr}/down")).await,
+        503
+    );
+    assert_eq!(
+        get_status(&client, format!("http://{addr}/nowhere/7")).await,
+        404
+    );
     server.abort();
 
     let text = handle.render();
@@ -123,13 +138,25 @@ async fn labels_are_route_templates_over_a_real_server() {
         Some(0.0),
         "{text}"
     );
-    assert!(text.contains("# TYPE palisade_requests_total counter"), "{text}");
-    assert!(text.contains("# TYPE palisade_request_duration_seconds histogram"), "{text}");
-    assert!(text.contains("# HELP palisade_requests_in_flight "), "{text}");
+    assert!(
+        text.contains("# TYPE palisade_requests_total counter"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE palisade_request_duration_seconds histogram"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# HELP palisade_requests_in_flight "),
+        "{text}"
+    );
 }
 
 fn route_by_prefix<B>(req: &Request<B>) -> Option<&str> {
-    req.uri().path().starts_with("/admin/").then_some("/admin/*")
+    req.uri()
+        .path()
+        .starts_with("/admin/")
+        .then_some("/admin/*")
 }
 
 fn route_by_path<B>(req: &Request<B>) -> Option<&str> {
@@ -286,7 +313,11 @@ async fn in_flight_counts_until_answered_or_dropped() {
         "{text}"
     );
     let status = [("name", "gated"), ("route", UNMATCHED), ("status", "200")];
-    assert_eq!(sample(&text, "palisade_requests_total", &status), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, "palisade_requests_total", &status),
+        Some(1.0),
+        "{text}"
+    );
 }
 
 /// A recorder of plain atomics: registering allocates, recording does not, so an
