@@ -82,7 +82,7 @@ async fn main() -> Result<(), BoxError> {
             .name("inventory")
             .build()?
             .layer(service_fn(|n: u32| async move {
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     Ok(n)
                 } else {
                     Err::<u32, BoxError>(

@@ -12,7 +12,7 @@
 //! # Routes are templates, never raw paths
 //!
 //! The `route` label is the route *template* (`/users/{id}`), read by default from axum's
-//! [`MatchedPath`](axum::extract::MatchedPath) request extension, so the number of series
+//! [`MatchedPath`] request extension, so the number of series
 //! stays bounded by the router, whatever paths clients send. A request with no known
 //! route (axum's fallback, or a service outside any router) is labelled
 //! [`UNMATCHED`] (`"unmatched"`), changeable with
