@@ -19,7 +19,10 @@
 //! [`unmatched_label`](RequestMetricsLayer::unmatched_label). Another way of naming routes
 //! (a gRPC method table, your own extension) plugs in with
 //! [`route_extractor`](RequestMetricsLayer::route_extractor); whatever it returns becomes
-//! a label value, so it must come from a bounded set.
+//! a label value, so it must come from a bounded set. As a safety net, routes beyond
+//! [`max_routes`](RequestMetricsLayer::max_routes) (default [`DEFAULT_MAX_ROUTES`]) are
+//! counted under the unmatched label, so an extractor that leaks raw paths cannot grow
+//! the number of series without bound.
 //!
 //! axum inserts `MatchedPath` when it has matched a route, so add the layer with
 //! `Router::layer` (every route and the fallback) or `Router::route_layer` (matched routes
@@ -86,6 +89,9 @@ pub const UNMATCHED: &str = "unmatched";
 /// The `status` label of a call that failed with an error that maps to no status.
 pub const ERROR: &str = "error";
 
+/// How many distinct routes a layer labels before it counts new ones as unmatched.
+pub const DEFAULT_MAX_ROUTES: usize = 1000;
+
 /// The `status` key that stands for [`ERROR`]: no HTTP status is 0.
 const ERROR_KEY: u16 = 0;
 
@@ -149,6 +155,7 @@ impl<R> fmt::Debug for RequestMetricsLayer<R> {
         f.debug_struct("RequestMetricsLayer")
             .field("name", &self.shared.name)
             .field("unmatched", &self.shared.unmatched)
+            .field("max_routes", &self.shared.max_routes)
             .finish_non_exhaustive()
     }
 }
@@ -160,7 +167,11 @@ impl RequestMetricsLayer {
     /// recorder.
     pub fn new(name: impl Into<Arc<str>>) -> Self {
         Self {
-            shared: Arc::new(Shared::new(name.into(), UNMATCHED.into())),
+            shared: Arc::new(Shared::new(
+                name.into(),
+                UNMATCHED.into(),
+                DEFAULT_MAX_ROUTES,
+            )),
             extractor: MatchedPathRoute,
         }
     }
@@ -181,10 +192,33 @@ impl<R> RequestMetricsLayer<R> {
                 reason: "must not be empty",
             });
         }
-        Ok(Self {
-            shared: Arc::new(Shared::new(self.shared.name.clone(), label)),
+        let max_routes = self.shared.max_routes;
+        Ok(self.rebuilt(label, max_routes))
+    }
+
+    /// Labels at most `max` distinct routes (the unmatched label not included); requests
+    /// on further routes are counted under the unmatched label. Default
+    /// [`DEFAULT_MAX_ROUTES`].
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Zero`] naming `max_routes` when `max` is 0.
+    pub fn max_routes(self, max: usize) -> Result<Self, ConfigError> {
+        if max == 0 {
+            return Err(ConfigError::Zero {
+                field: "max_routes",
+            });
+        }
+        let label = self.shared.unmatched.clone();
+        Ok(self.rebuilt(label, max))
+    }
+
+    /// The same layer with new settings and fresh handles.
+    fn rebuilt(self, unmatched: Box<str>, max_routes: usize) -> Self {
+        Self {
+            shared: Arc::new(Shared::new(self.shared.name.clone(), unmatched, max_routes)),
             extractor: self.extractor,
-        })
+        }
     }
 
     /// Finds routes with `extractor` instead of axum's `MatchedPath`.
@@ -354,6 +388,7 @@ impl Drop for InFlight {
 struct Shared {
     name: Arc<str>,
     unmatched: Box<str>,
+    max_routes: usize,
     in_flight: Gauge,
     routes: papaya::HashMap<Box<str>, Arc<RouteMetrics>>,
 }
@@ -375,12 +410,13 @@ fn describe() {
 }
 
 impl Shared {
-    fn new(name: Arc<str>, unmatched: Box<str>) -> Self {
+    fn new(name: Arc<str>, unmatched: Box<str>, max_routes: usize) -> Self {
         describe();
         Self {
             in_flight: metrics::gauge!(REQUESTS_IN_FLIGHT, "name" => name.to_string()),
             name,
             unmatched,
+            max_routes,
             routes: papaya::HashMap::new(),
         }
     }
@@ -391,6 +427,15 @@ impl Shared {
         if let Some(m) = routes.get(route) {
             return Arc::clone(m);
         }
+        // Full: count it as unmatched. Threads racing here may each go over by one; the
+        // bound is a safety net, not a quota. The unmatched entry is always allowed.
+        let unmatched = &*self.unmatched;
+        let labelled = routes.len() - usize::from(routes.contains_key(unmatched));
+        let route = if labelled >= self.max_routes && route != unmatched {
+            unmatched
+        } else {
+            route
+        };
         Arc::clone(
             routes.get_or_insert_with(route.into(), || Arc::new(RouteMetrics::new(self, route))),
         )

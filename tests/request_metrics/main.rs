@@ -429,3 +429,86 @@ fn with_the_prometheus_recorder_only_its_histogram_allocates() {
     println!("prometheus recorder: {n} allocations for {calls} calls");
     assert!(n <= calls / 16, "{n} allocations for {calls} calls");
 }
+
+fn raw_path<B>(req: &Request<B>) -> Option<&str> {
+    // What an extractor must not do: label by the raw path.
+    Some(req.uri().path())
+}
+
+#[tokio::test]
+async fn routes_beyond_max_routes_count_as_unmatched() {
+    let rec = recorder();
+    let handle = rec.handle();
+    let _local = metrics::set_default_local_recorder(&rec);
+
+    let mut svc = RequestMetricsLayer::new("leaky")
+        .max_routes(2)
+        .expect("non-zero")
+        .route_extractor(raw_path::<()>)
+        .layer(ok_service());
+    for path in ["/a", "/b", "/c", "/d", "/a", "/b"] {
+        let res = svc.ready().await.expect("ready").call(request(path)).await;
+        assert_eq!(res.expect("ok").status(), 200);
+    }
+
+    let text = handle.render();
+    let total = "palisade_requests_total";
+    for (route, n) in [("/a", 2.0), ("/b", 2.0), (UNMATCHED, 2.0)] {
+        let labels = [("name", "leaky"), ("route", route), ("status", "200")];
+        assert_eq!(sample(&text, total, &labels), Some(n), "{route}: {text}");
+    }
+    assert!(!text.contains("/c"), "{text}");
+    assert!(!text.contains("/d"), "{text}");
+
+    let err = RequestMetricsLayer::new("api")
+        .max_routes(0)
+        .expect_err("zero is refused");
+    assert_eq!(err.field(), "max_routes");
+}
+
+#[test]
+fn cached_handles_count_every_call_across_threads() {
+    let rec = recorder();
+    let handle = rec.handle();
+    let svc = {
+        let _local = metrics::set_default_local_recorder(&rec);
+        let mut svc = RequestMetricsLayer::new("threads")
+            .route_extractor(route_by_prefix::<()>)
+            .layer(ok_service());
+        // Registers the handles with this thread's recorder; the other threads find
+        // them in the cache and never ask a recorder.
+        let res = ready_now(svc.call(request("/admin/x"))).expect("ok");
+        assert_eq!(res.status(), 200);
+        svc
+    };
+    let (threads, calls) = (4, 1000);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let mut svc = svc.clone();
+            s.spawn(move || {
+                for _ in 0..calls {
+                    let res = ready_now(svc.call(request("/admin/x"))).expect("ok");
+                    assert_eq!(res.status(), 200);
+                }
+            });
+        }
+    });
+
+    let text = handle.render();
+    let labels = [
+        ("name", "threads"),
+        ("route", "/admin/*"),
+        ("status", "200"),
+    ];
+    let expected = f64::from(threads * calls + 1);
+    assert_eq!(
+        sample(&text, "palisade_requests_total", &labels),
+        Some(expected),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "palisade_requests_in_flight", &[("name", "threads")]),
+        Some(0.0),
+        "{text}"
+    );
+}
