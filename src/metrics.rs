@@ -11,12 +11,34 @@
 //! Layers keep some counters of their own (striped per thread, so the hot path writes
 //! no shared cache line) and publish them when metrics are collected: the service
 //! calls [`palisade_core::collect::collect_all`] before every render. If you render
-//! through your own endpoint, call [`render`] (or `collect_all` yourself) instead of
+//! through your own endpoint, call [`render`] (or [`collect`] yourself) instead of
 //! `PrometheusHandle::render`.
+//!
+//! # Process metrics and build info
+//!
+//! Every collection also reads the process's own figures, through the
+//! [`metrics-process`](https://docs.rs/metrics-process) crate, with the names Prometheus
+//! client libraries use, and adds two of Palisade's:
+//!
+//! | metric | type | meaning |
+//! |---|---|---|
+//! | `process_cpu_seconds_total` | counter | CPU time used, user and system |
+//! | `process_resident_memory_bytes` | gauge | resident memory |
+//! | `process_virtual_memory_bytes`, `process_virtual_memory_max_bytes` | gauge | virtual memory, and its limit |
+//! | `process_open_fds`, `process_max_fds` | gauge | open file descriptors, and their limit |
+//! | `process_threads` | gauge | OS threads |
+//! | `process_start_time_seconds` | gauge | when the process started, in seconds since the Unix epoch |
+//! | `palisade_process_uptime_seconds` | gauge | seconds since the process started |
+//! | `palisade_build_info` | gauge | always 1, labelled `version` with the `palisade` crate's version |
+//!
+//! Which of them a platform reports is up to `metrics-process` (all of them on Linux).
+//! They are described with the recorder that is current at the first collection.
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
+use std::sync::{Once, OnceLock};
 use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -44,14 +66,69 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     builder().install_recorder()
 }
 
-/// Publishes every layer's own counters, then renders the text exposition format.
-pub fn render(handle: &PrometheusHandle) -> String {
+/// `palisade_build_info`: 1, labelled with the crate's `version`.
+pub const BUILD_INFO: &str = "palisade_build_info";
+/// `palisade_process_uptime_seconds`: seconds since the process started.
+pub const PROCESS_UPTIME: &str = "palisade_process_uptime_seconds";
+
+/// Publishes every layer's own counters ([`palisade_core::collect::collect_all`]), the
+/// process metrics and the build info into the current recorder. [`render`] and
+/// [`MetricsService`] call it; call it yourself before rendering any other way.
+pub fn collect() {
     palisade_core::collect::collect_all();
+    collect_process();
+}
+
+/// Publishes every layer's own counters and the process metrics, then renders the text
+/// exposition format.
+pub fn render(handle: &PrometheusHandle) -> String {
+    collect();
     handle.render()
 }
 
+/// The process collector and the process's start time, read once.
+struct Process {
+    collector: metrics_process::Collector,
+    /// Seconds since the Unix epoch, when the platform tells.
+    start_time: Option<u64>,
+}
+
+fn process() -> &'static Process {
+    static PROCESS: OnceLock<Process> = OnceLock::new();
+    PROCESS.get_or_init(|| Process {
+        collector: metrics_process::Collector::default(),
+        start_time: metrics_process::collector::collect().start_time_seconds,
+    })
+}
+
+fn collect_process() {
+    static DESCRIBED: Once = Once::new();
+    let p = process();
+    DESCRIBED.call_once(|| {
+        p.collector.describe();
+        metrics::describe_gauge!(
+            BUILD_INFO,
+            "Always 1; the version label is the palisade crate's version"
+        );
+        metrics::describe_gauge!(
+            PROCESS_UPTIME,
+            metrics::Unit::Seconds,
+            "Seconds since the process started"
+        );
+    });
+    p.collector.collect();
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    if let Some(start) = p.start_time {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        let uptime = now.saturating_sub(Duration::from_secs(start));
+        metrics::gauge!(PROCESS_UPTIME).set(uptime.as_secs_f64());
+    }
+}
+
 /// A tower service answering any request with the Prometheus text format, for axum's
-/// `route_service` or a bare hyper server.
+/// `route_service` or a bare hyper server. Each request [`collect`]s first.
 #[derive(Clone, Debug)]
 pub struct MetricsService {
     handle: PrometheusHandle,
