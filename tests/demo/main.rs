@@ -7,10 +7,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -19,18 +20,68 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-/// The demo's binary, next to this test's `deps` directory.
+/// The demo's binary, next to this test's `deps` directory, built first if it is
+/// missing or older than its sources or this test (`cargo test --test demo` builds
+/// only this test; a plain `cargo test` builds the examples too).
 fn demo_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps/<test>");
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("demo{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} not built", bin.display());
-    bin
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test's own path");
+        let profile_dir = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("target/<profile>/deps/<test>");
+        let bin = profile_dir
+            .join("examples")
+            .join(format!("demo{}", std::env::consts::EXE_SUFFIX));
+        if is_stale(&bin, &exe) {
+            build_demo(profile_dir);
+        }
+        assert!(bin.exists(), "{} not built", bin.display());
+        bin
+    })
+    .clone()
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn is_stale(bin: &Path, test_exe: &Path) -> bool {
+    let Some(built) = modified(bin) else {
+        return true;
+    };
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo");
+    let newest_source = std::fs::read_dir(&sources)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().and_then(|e| modified(&e.path())))
+        .chain(modified(test_exe))
+        .max();
+    newest_source.is_some_and(|t| t > built)
+}
+
+fn build_demo(profile_dir: &Path) {
+    let target_dir = profile_dir.parent().expect("target/<profile>");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--quiet",
+        "--example",
+        "demo",
+        "--features",
+        "full",
+    ])
+    .arg("--manifest-path")
+    .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+    .arg("--target-dir")
+    .arg(target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("cargo runs");
+    assert!(status.success(), "building the demo failed: {status:?}");
 }
 
 /// A running demo: its stdout lines arrive on `lines`; dropped, it is killed.
@@ -53,7 +104,6 @@ impl Demo {
             .args(args)
             .env("PORT", "0")
             .env("RUST_LOG", "warn")
-            .env_remove("NO_COLOR")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -394,4 +444,173 @@ fn settings_view(error_rate: f64, latency_ms: u64, brownout: bool) -> serde_json
         "latency_ms": latency_ms,
         "schedule": null,
     })
+}
+
+/// Runs the demo with `args` and `port` to its end (it should refuse to start), and
+/// returns its exit status and standard error.
+fn refused(args: &[&str], port: &str) -> (ExitStatus, String) {
+    let out = Command::new(demo_bin())
+        .args(args)
+        .env("PORT", port)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the demo runs");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_settings_are_refused_by_name() {
+    let (status, err) = refused(&["--config", "stack.toml"], "0");
+    assert!(!status.success());
+    assert!(
+        err.contains("--config: StackConfig support is not wired yet"),
+        "{err}"
+    );
+    let (status, err) = refused(&["--duration", "1"], "http");
+    assert!(!status.success());
+    assert!(err.contains("PORT: expected a port number"), "{err}");
+    let (status, err) = refused(&["--duration", "1", "--redis", "nope://x"], "0");
+    assert!(!status.success());
+    assert!(err.contains("--redis nope://x"), "{err}");
+    let (status, err) = refused(&["--duration", "soon"], "0");
+    assert!(!status.success());
+    assert!(err.contains("--duration"), "{err}");
+}
+
+/// A local address other than loopback, if the machine has a route out (no packet is
+/// sent: connecting a UDP socket only picks the source address).
+fn non_loopback_ip() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_refuse_peers_that_are_not_loopback() {
+    let mut demo = Demo::start(&["--no-load", "--duration", "0", "--host", "0.0.0.0"]);
+    let port = demo.addr().port();
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let local = format!("http://127.0.0.1:{port}/admin/backend");
+    let a = send(&client, Method::GET, &local, &[], "").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    match non_loopback_ip() {
+        Some(ip) => {
+            let remote = format!("http://{}/admin/backend", SocketAddr::new(ip, port));
+            for method in [Method::GET, Method::PUT] {
+                let a = send(&client, method, &remote, &[], r#"{"error_rate": 1.0}"#).await;
+                assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+            }
+            let quote = format!("http://{}/api/quote", SocketAddr::new(ip, port));
+            let a = send(&client, Method::GET, &quote, &[], "").await;
+            assert_eq!(a.status, StatusCode::OK, "the public route answers anyone");
+            // The refused PUT changed nothing.
+            let a = send(&client, Method::GET, &local, &[], "").await;
+            assert_eq!(json(&a.body)["error_rate"], 0.0);
+        }
+        None => eprintln!("no non-loopback address on this machine: 403 not exercised"),
+    }
+}
+
+/// A `redis-server` child on a free port, killed when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Redis {
+    /// Starts one, or `None` (outside CI) when `redis-server` is not installed.
+    fn start() -> Option<Redis> {
+        let found = std::env::var_os("PATH").is_some_and(|paths| {
+            std::env::split_paths(&paths).any(|p| p.join("redis-server").is_file())
+        });
+        if !found {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "redis-server is not on the PATH (Debian package `redis-server`)"
+            );
+            eprintln!("skipped: redis-server is not on the PATH; set CI to make this a failure");
+            return None;
+        }
+        // redis-server cannot report a port it picked itself: take a free one.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let redis = Redis { child, port };
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("Ready to accept connections") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("redis-server ready within 10 s");
+        Some(redis)
+    }
+
+    /// Sends one inline command and returns what came back first.
+    fn command(&self, cmd: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("a timeout");
+        s.write_all(format!("{cmd}\r\n").as_bytes()).expect("send");
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).expect("an answer");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_the_limit_lives_in_redis() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{}/", redis.port);
+    let mut demo = Demo::start(&["--no-load", "--duration", "0", "--redis", &url]);
+    let addr = demo.addr();
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let quote = format!("http://{addr}/api/quote");
+    let mut statuses = Vec::new();
+    for _ in 0..60 {
+        let a = send(
+            &client,
+            Method::GET,
+            &quote,
+            &[("x-client-id", "t-redis")],
+            "",
+        )
+        .await;
+        statuses.push(a.status.as_u16());
+        if a.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(a.headers["ratelimit-policy"], "\"api\";q=60;w=1");
+            break;
+        }
+    }
+    assert_eq!(statuses.first(), Some(&200), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let keys = redis.command("KEYS palisade:rl:api:*");
+    assert!(keys.contains("palisade:rl:api:t-redis"), "{keys}");
 }
