@@ -29,6 +29,7 @@ mod view;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::Router;
@@ -172,29 +173,36 @@ async fn run(args: Args) -> Result<(), BoxError> {
         .await
         .map_err(|e| format!("cannot listen on {}:{port}: {e}", args.host))?;
     let addr = listener.local_addr()?;
+
+    let shutdown = Shutdown::new(registry)
+        .drain_delay(Duration::from_secs_f64(args.drain_delay))
+        .timeout(Duration::from_secs_f64(args.drain_delay) + Duration::from_secs(10));
+    // Load and view stop as soon as the shutdown starts (end of run or a signal). The
+    // first poll installs the signal handlers: done before the address is announced,
+    // so a SIGTERM sent as soon as it is known drains instead of killing.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut fired = Box::pin(shutdown.fired());
+    std::future::poll_fn(|cx| {
+        let _ = fired.as_mut().poll(cx);
+        Poll::Ready(())
+    })
+    .await;
+    tokio::spawn(async move {
+        fired.await;
+        stop_tx.send_replace(true);
+    });
+
     println!("listening on http://{addr}");
     if !args.host.is_loopback() {
         println!("admin endpoints answer loopback clients only");
     }
 
-    let shutdown = Shutdown::new(registry)
-        .drain_delay(Duration::from_secs_f64(args.drain_delay))
-        .timeout(Duration::from_secs_f64(args.drain_delay) + Duration::from_secs(10));
     let duration = (args.duration > 0).then(|| Duration::from_secs(args.duration));
     if let Some(d) = duration {
         let trigger = shutdown.trigger();
         tokio::spawn(async move {
             tokio::time::sleep(d).await;
             trigger.fire();
-        });
-    }
-    // Load and view stop as soon as the shutdown starts (end of run or a signal).
-    let (stop_tx, stop_rx) = watch::channel(false);
-    {
-        let fired = shutdown.fired();
-        tokio::spawn(async move {
-            fired.await;
-            stop_tx.send_replace(true);
         });
     }
     let (load, load_task) = if args.no_load {

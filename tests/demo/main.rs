@@ -262,6 +262,22 @@ async fn send(
     }
 }
 
+/// `n` calls to `url` as client `id`, all sent at once.
+async fn burst(client: &HttpClient, url: &str, id: &str, n: usize) -> Vec<Answer> {
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (client, url, id) = (client.clone(), url.to_owned(), id.to_owned());
+        calls.spawn(
+            async move { send(&client, Method::GET, &url, &[("x-client-id", &id)], "").await },
+        );
+    }
+    let mut answers = Vec::with_capacity(n);
+    while let Some(a) = calls.join_next().await {
+        answers.push(a.expect("the call's task"));
+    }
+    answers
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn served_without_load_a_client_sees_every_layer_and_sigterm_ends_it() {
     let mut demo = Demo::start(&["--no-load", "--duration", "0", "--drain-delay", "2"]);
@@ -371,16 +387,14 @@ async fn served_without_load_a_client_sees_every_layer_and_sigterm_ends_it() {
     assert!((1..=4).contains(&retry_after), "{retry_after}");
     assert!(open.body.contains("quote-backend"), "{}", open.body);
 
-    // The rate limiter: one client over its burst gets 429s with the quota headers.
-    let mut limited = None;
-    for _ in 0..60 {
-        let a = get("/api/quote", "t-greedy").await;
-        if a.status == StatusCode::TOO_MANY_REQUESTS {
-            limited = Some(a);
-            break;
-        }
-    }
-    let limited = limited.expect("a 429 within 60 quick calls");
+    // The rate limiter: one client far over its burst (60 calls at once) gets 429s
+    // with the quota headers, however slow this machine is.
+    let url = format!("{base}/api/quote");
+    let answers = burst(&client, &url, "t-greedy", 60).await;
+    let limited = answers
+        .into_iter()
+        .find(|a| a.status == StatusCode::TOO_MANY_REQUESTS);
+    let limited = limited.expect("a 429 among 60 calls at once");
     assert!(limited.headers.contains_key("retry-after"));
     assert_eq!(limited.headers["ratelimit-policy"], "\"api\";q=60;w=1");
 
@@ -609,24 +623,33 @@ async fn with_redis_the_limit_lives_in_redis() {
     let addr = demo.addr();
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let quote = format!("http://{addr}/api/quote");
-    let mut statuses = Vec::new();
-    for _ in 0..60 {
-        let a = send(
-            &client,
-            Method::GET,
-            &quote,
-            &[("x-client-id", "t-redis")],
-            "",
-        )
-        .await;
-        statuses.push(a.status.as_u16());
-        if a.status == StatusCode::TOO_MANY_REQUESTS {
-            assert_eq!(a.headers["ratelimit-policy"], "\"api\";q=60;w=1");
-            break;
-        }
-    }
-    assert_eq!(statuses.first(), Some(&200), "{statuses:?}");
-    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let answers = burst(&client, &quote, "t-redis", 60).await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
+    assert!(statuses.contains(&200), "{statuses:?}");
+    let limited = answers
+        .iter()
+        .find(|a| a.status == StatusCode::TOO_MANY_REQUESTS)
+        .unwrap_or_else(|| panic!("a 429 among 60 calls at once: {statuses:?}"));
+    assert_eq!(limited.headers["ratelimit-policy"], "\"api\";q=60;w=1");
     let keys = redis.command("KEYS palisade:rl:api:*");
     assert!(keys.contains("palisade:rl:api:t-redis"), "{keys}");
+}
+
+#[test]
+fn sigterm_right_after_the_address_is_announced_drains_and_exits_0() {
+    let mut demo = Demo::start(&["--no-load", "--duration", "0", "--drain-delay", "0"]);
+    demo.addr();
+    let pid = demo.child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = demo.finish(Duration::from_secs(20));
+    assert!(status.success(), "exit {status:?}:\n{}", demo.output());
+    assert!(
+        demo.output().contains("summary after "),
+        "{}",
+        demo.output()
+    );
 }
