@@ -1,0 +1,247 @@
+//! The server stack around `GET /api/quote`, built from one settings value.
+//!
+//! Outermost first:
+//!
+//! ```text
+//! HandleErrorLayer        layer errors → 429 / 503 / 504 with their headers
+//! [RED request metrics]   (palisade::request_metrics, being written elsewhere)
+//! rate limit              per `x-client-id`, local buckets or Redis
+//! error budget            every outcome the client sees once admitted, timeouts included
+//! deadline                one budget for the whole call, retries included
+//! bulkhead                bounds the calls in flight; queued calls stop at the deadline
+//! handler                 → retry → breaker → the flaky backend
+//! ```
+//!
+//! The error budget sits outside the deadline (not inside, as `ServiceBuilderExt`'s
+//! general advice has it) so that a call the deadline cuts off still counts as bad: the
+//! deadline drops the inner future, and a dropped call is not recorded.
+//!
+//! Swapping where the settings come from (`palisade::config::StackConfig` files) is a
+//! change to [`Settings`] and its callers only; [`build`] takes the value.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::error_handling::HandleErrorLayer;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get_service;
+use http::header::CONTENT_TYPE;
+use http::{HeaderName, HeaderValue, Request, StatusCode};
+use palisade::ServiceBuilderExt;
+use palisade::breaker::{BreakerHandle, BreakerLayer};
+use palisade::bulkhead::{BulkheadHandle, BulkheadLayer};
+use palisade::core::classify::Classification;
+use palisade::core::rejection::{error_response, find_rejection};
+use palisade::core::{BoxError, CategorizedError, Deadline};
+use palisade::deadline::DeadlineLayer;
+use palisade::ratelimit::key::HeaderKey;
+use palisade::ratelimit::redis::RedisConfig;
+use palisade::ratelimit::{Quota, RateLimitHandle, RateLimitLayer};
+use palisade::retry::{Backoff, RetryHook, RetryLayer};
+use palisade::slo::{ErrorBudget, ErrorBudgetConfig, presets};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+use crate::backend::{Backend, BackendRequest};
+
+/// The header that names a client for the rate limiter.
+pub(crate) const CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
+
+/// Everything the stack is built from. [`Settings::default`] holds the embedded
+/// defaults, tuned so the built-in load shows every layer at work within 30 s.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    /// Calls per second each client id may make.
+    pub(crate) rate_per_client: u32,
+    /// Calls a client may make at once above its rate.
+    pub(crate) burst: u32,
+    /// Where the limiter keeps its buckets: `None` in process, `Some(url)` in Redis.
+    pub(crate) redis_url: Option<String>,
+    /// The whole call's budget.
+    pub(crate) deadline: Duration,
+    /// Calls to the backend in flight at once.
+    pub(crate) max_concurrent: usize,
+    /// Calls waiting for a slot.
+    pub(crate) max_queue: usize,
+    /// The longest a call waits for a slot.
+    pub(crate) queue_wait: Duration,
+    /// The breaker opens after this many failures in a row.
+    pub(crate) consecutive_failures: u32,
+    /// … or at this failure rate over the last `window_calls` calls.
+    pub(crate) failure_rate: f64,
+    /// The breaker's window, in calls.
+    pub(crate) window_calls: u32,
+    /// The breaker judges rates once the window holds this many calls.
+    pub(crate) minimum_calls: u32,
+    /// How long the breaker stays open after a first trip (twice that at most after more).
+    pub(crate) open_duration: Duration,
+    /// Attempts per call to the backend, the first included.
+    pub(crate) max_attempts: u32,
+    /// The first retry's delay (exponential backoff, capped at 8×).
+    pub(crate) backoff: Duration,
+    /// The objective the error budget measures.
+    pub(crate) slo: ErrorBudgetConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            rate_per_client: 60,
+            burst: 20,
+            redis_url: None,
+            deadline: Duration::from_millis(800),
+            max_concurrent: 48,
+            max_queue: 16,
+            queue_wait: Duration::from_millis(50),
+            consecutive_failures: 5,
+            failure_rate: 0.5,
+            window_calls: 50,
+            minimum_calls: 20,
+            open_duration: Duration::from_secs(2),
+            max_attempts: 3,
+            backoff: Duration::from_millis(20),
+            // 99 % over an hour, with 100 ms buckets: a demo's run moves it visibly.
+            slo: presets::two_nines_1_hour(),
+        }
+    }
+}
+
+/// Counts the retries the retry layer makes.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RetryCounter(Arc<AtomicU64>);
+
+impl RetryCounter {
+    /// Retries so far.
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+impl RetryHook for RetryCounter {
+    fn on_retry(&self, _: u32, _: &Classification, _: Duration) {
+        self.0.fetch_add(1, Relaxed);
+    }
+}
+
+/// Read-side handles of every layer, for the live view, health and admin endpoints.
+#[derive(Clone)]
+pub(crate) struct Handles {
+    pub(crate) breaker: BreakerHandle,
+    pub(crate) limiter: RateLimitHandle,
+    pub(crate) bulkhead: BulkheadHandle,
+    pub(crate) budget: ErrorBudget,
+    pub(crate) retries: RetryCounter,
+}
+
+/// The `/api/quote` route behind the full stack, and the layers' handles.
+pub(crate) fn build(settings: &Settings, backend: Backend) -> Result<(Router, Handles), BoxError> {
+    // The backend's client side: retries outside the breaker, so an open breaker's
+    // refusal (Transient, with the time left) ends the retries instead of being hammered.
+    let breaker = BreakerLayer::builder()
+        .name("quote-backend")
+        .consecutive_failures(settings.consecutive_failures)
+        .failure_rate(settings.failure_rate)
+        .window_calls(settings.window_calls)
+        .minimum_calls(settings.minimum_calls)
+        .open_duration(settings.open_duration)
+        .open_backoff(2.0, settings.open_duration * 2)
+        .half_open(3, 3)
+        .build()?;
+    let retries = RetryCounter::default();
+    let retry = RetryLayer::builder()
+        .name("quote-backend")
+        .max_attempts(settings.max_attempts)
+        .backoff(Backoff::exponential(settings.backoff).max(settings.backoff * 8))
+        // An open breaker's Retry-After is seconds: give up at once rather than wait.
+        .max_retry_after(Duration::from_millis(100))
+        .deadline(BackendRequest::deadline as fn(&BackendRequest) -> Option<Deadline>)
+        .on_retry(retries.clone())
+        .build()?;
+    let breaker_handle = breaker.handle();
+    let client = ServiceBuilder::new()
+        .retries(retry)
+        .breaker(breaker)
+        .service(service_fn(move |req: BackendRequest| {
+            backend.clone().call(req)
+        }));
+
+    // The server side.
+    let limiter = RateLimitLayer::http()
+        .name("api")
+        .quota(Quota::per_second(settings.rate_per_client).with_burst(settings.burst))
+        .keyed(HeaderKey::new(CLIENT_ID))
+        .max_keys(10_000);
+    let limiter = match &settings.redis_url {
+        Some(url) => {
+            let config = RedisConfig::new();
+            let conn = palisade::ratelimit::redis::connect(url, &config)
+                .map_err(|e| format!("--redis {url}: {e}"))?;
+            limiter.redis(conn, config).build()?
+        }
+        None => limiter.build()?,
+    };
+    let budget = ErrorBudget::builder()
+        .name("api")
+        .config(settings.slo.clone())
+        .build()?;
+    let deadline = DeadlineLayer::builder()
+        .name("api")
+        .budget(settings.deadline)
+        .header("x-request-timeout-ms")
+        .build()?;
+    let bulkhead = BulkheadLayer::http()
+        .name("quote-backend")
+        .max_concurrent(settings.max_concurrent)
+        .max_queue(settings.max_queue)
+        .max_wait(settings.queue_wait)
+        .build()?;
+    let handles = Handles {
+        breaker: breaker_handle,
+        limiter: limiter.handle(),
+        bulkhead: bulkhead.handle(),
+        budget: budget.clone(),
+        retries,
+    };
+
+    let handler = service_fn(move |req: Request<Body>| {
+        let call = BackendRequest {
+            deadline: Deadline::from_extensions(req.extensions()),
+        };
+        let client = client.clone();
+        async move {
+            let quote = client.oneshot(call).await?;
+            let body = serde_json::to_vec(&quote)?;
+            let mut res = Response::new(Body::from(body));
+            res.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            Ok::<_, BoxError>(res)
+        }
+    });
+    let stack = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|err: BoxError| async move {
+            rejection(&err)
+        }))
+        // RED request metrics (`palisade::request_metrics`, feature `request-metrics`)
+        // go here, outermost, once that layer lands: every answer, 429s included.
+        .rate_limited(limiter)
+        .error_budget(budget.layer())
+        .deadline(deadline)
+        .bulkhead(bulkhead)
+        .service(handler);
+    let router = Router::new().route("/api/quote", get_service(stack));
+    Ok((router, handles))
+}
+
+/// The response for a failed call: a layer's own (429, 503, 504 with headers), 502
+/// when the backend failed after the retries, else a bare 500.
+fn rejection(err: &BoxError) -> Response {
+    if find_rejection(&**err).is_some() {
+        return error_response(&**err).into_response();
+    }
+    if err.downcast_ref::<CategorizedError>().is_some() {
+        return (StatusCode::BAD_GATEWAY, "the quote backend failed\n").into_response();
+    }
+    error_response(&**err).into_response()
+}
