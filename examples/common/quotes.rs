@@ -99,7 +99,8 @@ impl Quotes {
         }
         // If the deadline passes first, the deadline layer drops this future: the
         // work stops, and the caller gets DEADLINE_EXCEEDED.
-        tokio::time::sleep(Duration::from_millis(u64::from(msg.work_ms))).await;
+        let work = Duration::from_millis(u64::from(msg.work_ms));
+        tokio::time::sleep(work).await;
         let price_cents = msg.symbol.bytes().map(i64::from).sum::<i64>() * 7;
         Ok(Response::new(QuoteReply {
             symbol: msg.symbol,
