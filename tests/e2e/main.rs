@@ -1,0 +1,26 @@
+//! End to end: Palisade's layers in front of an axum app, called over real loopback
+//! HTTP with a real hyper client. Each test watches what the client sees (status,
+//! headers) and what the backend saw (calls, concurrency, cancellations).
+//!
+//! See `support` for why every test runs on paused time under a real-time watchdog.
+
+mod support;
+
+mod breaker;
+mod bulkhead;
+mod deadline;
+mod health;
+mod metrics;
+mod ratelimit;
+mod retry;
+
+use axum::error_handling::HandleErrorLayer;
+use palisade::core::BoxError;
+use palisade::core::rejection::error_response;
+
+/// The layer that turns any Palisade layer error into the response a client expects
+/// (503 / 504 / 429 with their headers).
+fn rejections()
+-> HandleErrorLayer<impl Fn(BoxError) -> std::future::Ready<http::Response<String>> + Clone, ()> {
+    HandleErrorLayer::new(|err: BoxError| std::future::ready(error_response(&*err)))
+}
