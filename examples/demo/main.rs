@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use axum::Router;
 use clap::{Parser, ValueEnum};
+use palisade::config::StackConfig;
 use palisade::core::BoxError;
 use palisade::health::{HealthRegistry, HealthService, Registration, Shutdown};
 use palisade::metrics::MetricsService;
@@ -113,9 +114,6 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {
-    if args.config.is_some() {
-        return Err("--config: StackConfig support is not wired yet".into());
-    }
     if !args.drain_delay.is_finite() || !(0.0..=60.0).contains(&args.drain_delay) {
         return Err("--drain-delay: expected seconds from 0 to 60".into());
     }
@@ -135,11 +133,19 @@ async fn run(args: Args) -> Result<(), BoxError> {
     // Before any layer is built: layers register their metric handles when built.
     let prometheus = palisade::metrics::install()?;
 
-    // The settings: embedded defaults. (`--config` will swap this source.)
-    let settings = Settings {
+    // The settings: embedded defaults, or a StackConfig file (PALISADE__… variables
+    // override its fields).
+    let mut settings = Settings {
         redis_url: args.redis.clone(),
         ..Settings::default()
     };
+    if let Some(path) = &args.config {
+        let config = StackConfig::from_path_with_env(path, std::env::vars())
+            .map_err(|e| format!("--config {}: {e}", path.display()))?;
+        settings
+            .apply(&config)
+            .map_err(|e| format!("--config {}: {e}", path.display()))?;
+    }
     let scheduled = match args.schedule {
         Schedule::Auto => !args.no_load,
         Schedule::On => true,

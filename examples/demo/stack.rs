@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! HandleErrorLayer        layer errors → 429 / 503 / 504 with their headers
-//! [RED request metrics]   (palisade::request_metrics, being written elsewhere)
+//! RED request metrics     palisade_requests_total{route,status}, duration, in flight
 //! rate limit              per `x-client-id`, local buckets or Redis
 //! error budget            every outcome the client sees once admitted, timeouts included
 //! deadline                one budget for the whole call, retries included
@@ -16,8 +16,9 @@
 //! general advice has it) so that a call the deadline cuts off still counts as bad: the
 //! deadline drops the inner future, and a dropped call is not recorded.
 //!
-//! Swapping where the settings come from (`palisade::config::StackConfig` files) is a
-//! change to [`Settings`] and its callers only; [`build`] takes the value.
+//! The settings are embedded defaults, or read from a `palisade::config::StackConfig`
+//! file (`--config`): its stack `api` sets the server's rate limit, deadline and
+//! bulkhead, its stack `backend` the client's breaker and retries.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -31,16 +32,19 @@ use axum::routing::get_service;
 use http::header::CONTENT_TYPE;
 use http::{HeaderName, HeaderValue, Request, StatusCode};
 use palisade::ServiceBuilderExt;
-use palisade::breaker::{BreakerHandle, BreakerLayer};
-use palisade::bulkhead::{BulkheadHandle, BulkheadLayer};
+use palisade::breaker::{BreakerConfig, BreakerHandle, BreakerLayer};
+use palisade::bulkhead::{BulkheadConfig, BulkheadHandle, BulkheadLayer};
+use palisade::config::StackConfig;
 use palisade::core::classify::Classification;
 use palisade::core::rejection::{error_response, find_rejection};
 use palisade::core::{BoxError, CategorizedError, Deadline};
 use palisade::deadline::DeadlineLayer;
 use palisade::ratelimit::key::HeaderKey;
+#[cfg(feature = "redis")]
 use palisade::ratelimit::redis::RedisConfig;
-use palisade::ratelimit::{Quota, RateLimitHandle, RateLimitLayer};
-use palisade::retry::{Backoff, RetryHook, RetryLayer};
+use palisade::ratelimit::{Quota, RateLimitConfig, RateLimitHandle, RateLimitLayer};
+use palisade::request_metrics::RequestMetricsLayer;
+use palisade::retry::{Backoff, RetryConfig, RetryHook, RetryLayer};
 use palisade::slo::{ErrorBudget, ErrorBudgetConfig, presets};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
@@ -83,6 +87,57 @@ pub(crate) struct Settings {
     pub(crate) backoff: Duration,
     /// The objective the error budget measures.
     pub(crate) slo: ErrorBudgetConfig,
+    /// From a `--config` file, replacing the fields above for its layer.
+    pub(crate) from_file: FromFile,
+}
+
+/// The layers a `--config` file describes; `None` keeps the embedded defaults.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FromFile {
+    rate_limit: Option<RateLimitConfig>,
+    bulkhead: Option<BulkheadConfig>,
+    breaker: Option<BreakerConfig>,
+    retry: Option<RetryConfig>,
+}
+
+impl Settings {
+    /// Takes the layers of `config`'s stacks `api` (rate limit, deadline, bulkhead) and
+    /// `backend` (breaker, retry). A layer the demo has no place for is an error naming
+    /// it, so a file never silently does less than it says.
+    pub(crate) fn apply(&mut self, config: &StackConfig) -> Result<(), String> {
+        for name in config.stacks.keys() {
+            if name != "api" && name != "backend" {
+                return Err(format!(
+                    "stacks.{name}: the demo reads the stacks `api` (rate_limit, deadline, \
+                     bulkhead) and `backend` (breaker, retry)"
+                ));
+            }
+        }
+        if let Some(api) = config.stack_spec("api") {
+            if api.breaker.is_some() || api.retry.is_some() {
+                return Err("stacks.api: the breaker and retries belong to stacks.backend".into());
+            }
+            self.from_file.rate_limit = api.rate_limit.clone();
+            self.from_file.bulkhead = api.bulkhead.clone();
+            if let Some(deadline) = &api.deadline {
+                self.deadline = deadline.budget;
+            }
+        }
+        if let Some(backend) = config.stack_spec("backend") {
+            if backend.rate_limit.is_some()
+                || backend.deadline.is_some()
+                || backend.bulkhead.is_some()
+            {
+                return Err(
+                    "stacks.backend: the rate limit, deadline and bulkhead belong to stacks.api"
+                        .into(),
+                );
+            }
+            self.from_file.breaker = backend.breaker.clone();
+            self.from_file.retry = backend.retry.clone();
+        }
+        Ok(())
+    }
 }
 
 impl Default for Settings {
@@ -104,6 +159,7 @@ impl Default for Settings {
             backoff: Duration::from_millis(20),
             // 99 % over an hour, with 100 ms buckets: a demo's run moves it visibly.
             slo: presets::two_nines_1_hour(),
+            from_file: FromFile::default(),
         }
     }
 }
@@ -139,23 +195,33 @@ pub(crate) struct Handles {
 pub(crate) fn build(settings: &Settings, backend: Backend) -> Result<(Router, Handles), BoxError> {
     // The backend's client side: retries outside the breaker, so an open breaker's
     // refusal (Transient, with the time left) ends the retries instead of being hammered.
-    let breaker = BreakerLayer::builder()
-        .name("quote-backend")
-        .consecutive_failures(settings.consecutive_failures)
-        .failure_rate(settings.failure_rate)
-        .window_calls(settings.window_calls)
-        .minimum_calls(settings.minimum_calls)
-        .open_duration(settings.open_duration)
-        .open_backoff(2.0, settings.open_duration * 2)
-        .half_open(3, 3)
-        .build()?;
+    let breaker = match &settings.from_file.breaker {
+        Some(config) => BreakerLayer::builder()
+            .name("quote-backend")
+            .config(config.clone())
+            .build()?,
+        None => BreakerLayer::builder()
+            .name("quote-backend")
+            .consecutive_failures(settings.consecutive_failures)
+            .failure_rate(settings.failure_rate)
+            .window_calls(settings.window_calls)
+            .minimum_calls(settings.minimum_calls)
+            .open_duration(settings.open_duration)
+            .open_backoff(2.0, settings.open_duration * 2)
+            .half_open(3, 3)
+            .build()?,
+    };
     let retries = RetryCounter::default();
-    let retry = RetryLayer::builder()
+    let retry = match &settings.from_file.retry {
+        Some(config) => RetryLayer::builder().config(config.clone()),
+        None => RetryLayer::builder()
+            .max_attempts(settings.max_attempts)
+            .backoff(Backoff::exponential(settings.backoff).max(settings.backoff * 8))
+            // An open breaker's Retry-After is seconds: give up at once rather than wait.
+            .max_retry_after(Duration::from_millis(100)),
+    };
+    let retry = retry
         .name("quote-backend")
-        .max_attempts(settings.max_attempts)
-        .backoff(Backoff::exponential(settings.backoff).max(settings.backoff * 8))
-        // An open breaker's Retry-After is seconds: give up at once rather than wait.
-        .max_retry_after(Duration::from_millis(100))
         .deadline(BackendRequest::deadline as fn(&BackendRequest) -> Option<Deadline>)
         .on_retry(retries.clone())
         .build()?;
@@ -168,12 +234,22 @@ pub(crate) fn build(settings: &Settings, backend: Backend) -> Result<(Router, Ha
         }));
 
     // The server side.
-    let limiter = RateLimitLayer::http()
-        .name("api")
-        .quota(Quota::per_second(settings.rate_per_client).with_burst(settings.burst))
-        .keyed(HeaderKey::new(CLIENT_ID))
-        .max_keys(10_000);
+    let limiter = match &settings.from_file.rate_limit {
+        Some(config) => RateLimitLayer::http().config(config.clone()),
+        None => RateLimitLayer::http()
+            .quota(Quota::per_second(settings.rate_per_client).with_burst(settings.burst))
+            .max_keys(10_000),
+    };
+    let limiter = limiter.name("api").keyed(HeaderKey::new(CLIENT_ID));
     let limiter = match &settings.redis_url {
+        #[cfg(not(feature = "redis"))]
+        Some(_) => {
+            return Err(
+                "--redis: this demo was built without Redis support; run it with `--features redis`"
+                    .into(),
+            );
+        }
+        #[cfg(feature = "redis")]
         Some(url) => {
             let config = RedisConfig::new();
             let conn = palisade::ratelimit::redis::connect(url, &config)
@@ -191,12 +267,14 @@ pub(crate) fn build(settings: &Settings, backend: Backend) -> Result<(Router, Ha
         .budget(settings.deadline)
         .header("x-request-timeout-ms")
         .build()?;
-    let bulkhead = BulkheadLayer::http()
-        .name("quote-backend")
-        .max_concurrent(settings.max_concurrent)
-        .max_queue(settings.max_queue)
-        .max_wait(settings.queue_wait)
-        .build()?;
+    let bulkhead = match &settings.from_file.bulkhead {
+        Some(config) => BulkheadLayer::http().config(config.clone()),
+        None => BulkheadLayer::http()
+            .max_concurrent(settings.max_concurrent)
+            .max_queue(settings.max_queue)
+            .max_wait(settings.queue_wait),
+    };
+    let bulkhead = bulkhead.name("quote-backend").build()?;
     let handles = Handles {
         breaker: breaker_handle,
         limiter: limiter.handle(),
@@ -223,8 +301,8 @@ pub(crate) fn build(settings: &Settings, backend: Backend) -> Result<(Router, Ha
         .layer(HandleErrorLayer::new(|err: BoxError| async move {
             rejection(&err)
         }))
-        // RED request metrics (`palisade::request_metrics`, feature `request-metrics`)
-        // go here, outermost, once that layer lands: every answer, 429s included.
+        // RED request metrics, outermost: every answer, 429s included.
+        .layer(RequestMetricsLayer::new("api"))
         .rate_limited(limiter)
         .error_budget(budget.layer())
         .deadline(deadline)

@@ -116,8 +116,13 @@ impl Drop for Demo {
 
 impl Demo {
     fn start(args: &[&str]) -> Demo {
+        Demo::start_with_env(args, &[])
+    }
+
+    fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Demo {
         let mut child = Command::new(demo_bin())
             .args(args)
+            .envs(env.iter().copied())
             .env("PORT", "0")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -493,12 +498,9 @@ fn refused(args: &[&str], port: &str) -> (ExitStatus, String) {
 
 #[test]
 fn bad_settings_are_refused_by_name() {
-    let (status, err) = refused(&["--config", "stack.toml"], "0");
+    let (status, err) = refused(&["--config", "no-such-file.toml"], "0");
     assert!(!status.success());
-    assert!(
-        err.contains("--config: StackConfig support is not wired yet"),
-        "{err}"
-    );
+    assert!(err.contains("--config no-such-file.toml"), "{err}");
     let (status, err) = refused(&["--duration", "1"], "http");
     assert!(!status.success());
     assert!(err.contains("PORT: expected a port number"), "{err}");
@@ -652,4 +654,88 @@ fn sigterm_right_after_the_address_is_announced_drains_and_exits_0() {
         "{}",
         demo.output()
     );
+}
+
+/// Writes `text` to a file of its own under the test's scratch directory.
+fn config_file(name: &str, text: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("demo-config");
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("the config file is written");
+    path
+}
+
+#[test]
+fn a_config_file_with_an_error_is_refused_naming_the_field() {
+    let cases = [
+        (
+            "bad-rate.toml",
+            "[stacks.backend.breaker]\nfailure_rate = 1.5\n",
+            "stacks.backend.breaker.failure_rate",
+        ),
+        (
+            "unknown-field.toml",
+            "[stacks.api.bulkhead]\nmax_concurent = 3\n",
+            "stacks.api.bulkhead.max_concurent",
+        ),
+        (
+            "negative.toml",
+            "[stacks.api.deadline]\nbudget = \"-1s\"\n",
+            "stacks.api.deadline.budget",
+        ),
+        (
+            "misplaced.toml",
+            "[stacks.api.breaker]\nconsecutive_failures = 3\n",
+            "stacks.api: the breaker and retries belong to stacks.backend",
+        ),
+        (
+            "other-stack.yaml",
+            "stacks:\n  payments:\n    bulkhead:\n      max_concurrent: 4\n",
+            "stacks.payments: the demo reads",
+        ),
+    ];
+    for (name, text, expected) in cases {
+        let path = config_file(name, text);
+        let path = path.to_str().expect("a UTF-8 path");
+        let (status, err) = refused(&["--duration", "1", "--config", path], "0");
+        assert!(!status.success(), "{name} was accepted");
+        assert!(err.contains(expected), "{name}: {err}");
+        assert!(err.contains(&format!("--config {path}")), "{name}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_and_the_environment_set_the_stack() {
+    // One call per minute per client, a burst of 1 from the file; the environment
+    // raises the burst to 2.
+    let path = config_file(
+        "tight-limit.toml",
+        "[stacks.api.rate_limit]\nrate = 1\nperiod = \"1m\"\nburst = 1\n",
+    );
+    let path = path.to_str().expect("a UTF-8 path");
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    for (env, admitted) in [
+        (&[][..], 1),
+        (&[("PALISADE__STACKS__API__RATE_LIMIT__BURST", "2")][..], 2),
+    ] {
+        let mut demo =
+            Demo::start_with_env(&["--no-load", "--duration", "0", "--config", path], env);
+        let url = format!("http://{}/api/quote", demo.addr());
+        for i in 0..admitted {
+            let a = send(&client, Method::GET, &url, &[("x-client-id", "c")], "").await;
+            assert_eq!(
+                a.status,
+                StatusCode::OK,
+                "call {i} with {env:?}: {}",
+                a.body
+            );
+        }
+        let a = send(&client, Method::GET, &url, &[("x-client-id", "c")], "").await;
+        assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "with {env:?}");
+        let policy = a.headers["ratelimit-policy"].to_str().unwrap();
+        assert_eq!(policy, "\"api\";q=1;w=60", "the file's quota");
+        // Another client has its own bucket.
+        let a = send(&client, Method::GET, &url, &[("x-client-id", "d")], "").await;
+        assert_eq!(a.status, StatusCode::OK);
+    }
 }

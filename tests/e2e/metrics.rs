@@ -132,6 +132,8 @@ fn the_scrape_contains_every_documented_metric() {
         let app = backend
             .router()
             .layer(stack)
+            // RED metrics per route template, inside the router so MatchedPath is known.
+            .layer(palisade::request_metrics::RequestMetricsLayer::new(NAME))
             .route_service("/health/{group}", probe)
             .route_service("/metrics", MetricsService::new(handle));
         let addr = serve(app).await;
