@@ -28,7 +28,8 @@ mod sealed {
 ///
 /// # Recommended order (outermost first)
 ///
-/// **Servers:** `rate_limited` (refuse abusive callers before they cost anything) →
+/// **Servers:** `request_metrics` (count every answer, refusals included) →
+/// `rate_limited` (refuse abusive callers before they cost anything) →
 /// `deadline` (fix the call's budget before anything waits, so every wait inside can
 /// honour it) → `error_budget` (sees every outcome the client sees) → `bulkhead` (bound
 /// the work in flight; waits stop at the deadline) → `breaker` (stop calling a failing
@@ -98,6 +99,13 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     ) -> ServiceBuilder<
         tower::layer::util::Stack<palisade_slo::throttle::AdaptiveThrottleLayer<C>, L>,
     >;
+
+    /// Adds RED request metrics (requests, errors, duration per route template).
+    #[cfg(feature = "request-metrics")]
+    fn request_metrics<R>(
+        self,
+        layer: crate::request_metrics::RequestMetricsLayer<R>,
+    ) -> ServiceBuilder<tower::layer::util::Stack<crate::request_metrics::RequestMetricsLayer<R>, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -157,6 +165,15 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     ) -> ServiceBuilder<
         tower::layer::util::Stack<palisade_slo::throttle::AdaptiveThrottleLayer<C>, L>,
     > {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "request-metrics")]
+    fn request_metrics<R>(
+        self,
+        layer: crate::request_metrics::RequestMetricsLayer<R>,
+    ) -> ServiceBuilder<tower::layer::util::Stack<crate::request_metrics::RequestMetricsLayer<R>, L>>
+    {
         self.layer(layer)
     }
 }

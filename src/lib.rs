@@ -18,12 +18,14 @@
 //! | feature | default | adds |
 //! |---|---|---|
 //! | `http` | yes | HTTP and gRPC-header classification, deadline headers, layer errors as responses |
-//! | `breaker`, `retry`, `deadline`, `bulkhead`, `ratelimit`, `health`, `slo` | no | the layer crates |
+//! | `breaker`, `retry`, `deadline`, `bulkhead`, `ratelimit`, `health`, `slo` | yes | the layer crates |
+//! | `prometheus` | yes | [`metrics`]: the Prometheus recorder, a `/metrics` service, process metrics |
+//! | `telemetry` | yes | [`telemetry`]: `tracing-subscriber` in one call (JSON or pretty), level changeable at run time |
+//! | `config` | yes | [`config`]: named stacks from TOML/YAML, presets, environment overrides, reload |
+//! | `request-metrics` | yes | [`request_metrics`]: RED metrics per route template |
+//! | `serde` | yes | serde for every configuration type |
 //! | `redis` | no | the Redis-backed rate limiter |
-//! | `grpc` | no | `tonic::Status` classification |
-//! | `serde` | no | serde for every configuration type |
-//! | `prometheus` | no | [`metrics`]: the Prometheus recorder and a `/metrics` service |
-//! | `telemetry` | no | [`telemetry`]: `tracing-subscriber` in one call (JSON or pretty), level changeable at run time |
+//! | `grpc` | no | `tonic::Status` classification, gRPC health |
 //! | `full` | no | all of the above |
 
 #![forbid(unsafe_code)]
@@ -73,6 +75,22 @@ pub mod prelude {
     pub use palisade_core::{
         BoxError, Categorized, CategorizedError, Category, Deadline, HealthIndicator, HealthStatus,
     };
+
+    #[cfg(feature = "breaker")]
+    pub use palisade_breaker::{BreakerHandle, BreakerLayer};
+    #[cfg(feature = "bulkhead")]
+    pub use palisade_bulkhead::{BulkheadHandle, BulkheadLayer};
+    #[cfg(feature = "deadline")]
+    pub use palisade_deadline::DeadlineLayer;
+    #[cfg(feature = "ratelimit")]
+    pub use palisade_ratelimit::{Quota, RateLimitLayer};
+    #[cfg(feature = "retry")]
+    pub use palisade_retry::{Backoff, RetryLayer};
+    #[cfg(feature = "slo")]
+    pub use palisade_slo::ErrorBudget;
+
+    #[cfg(feature = "request-metrics")]
+    pub use crate::request_metrics::RequestMetricsLayer;
 }
 
 #[cfg(feature = "config")]

@@ -302,7 +302,7 @@ pub(crate) fn build(settings: &Settings, backend: Backend) -> Result<(Router, Ha
             rejection(&err)
         }))
         // RED request metrics, outermost: every answer, 429s included.
-        .layer(RequestMetricsLayer::new("api"))
+        .request_metrics(RequestMetricsLayer::new("api"))
         .rate_limited(limiter)
         .error_budget(budget.layer())
         .deadline(deadline)
