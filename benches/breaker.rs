@@ -43,6 +43,21 @@ where
     })
 }
 
+/// Runs `calls` calls that the breaker refuses; returns the time.
+fn drive_rejections<S>(rt: &tokio::runtime::Runtime, svc: &mut S, calls: u64) -> Duration
+where
+    S: Service<u64, Response = u64, Error = BoxError>,
+{
+    rt.block_on(async {
+        let start = Instant::now();
+        for i in 0..calls {
+            let r = svc.ready().await.unwrap().call(i).await;
+            black_box(r.is_err());
+        }
+        start.elapsed()
+    })
+}
+
 fn drive_failsafe<CB: failsafe::futures::CircuitBreaker>(
     rt: &tokio::runtime::Runtime,
     cb: &CB,
@@ -156,16 +171,7 @@ fn bench(c: &mut Criterion) {
     open.handle().force_open();
     g.bench_function("palisade_rejects", |b| {
         let mut svc = open.layer(inner());
-        b.iter_custom(|n| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for i in 0..n {
-                    let r = svc.ready().await.unwrap().call(i).await;
-                    black_box(r.is_err());
-                }
-                start.elapsed()
-            })
-        })
+        b.iter_custom(|n| drive_rejections(&rt, &mut svc, n))
     });
     // Tripped for real (not forced): each rejection reads the clock to learn whether
     // the open time has passed and to say `retry_after`.
@@ -183,16 +189,7 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("palisade_rejects_tripped", |b| {
         let mut svc = tripped.layer(inner());
-        b.iter_custom(|n| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for i in 0..n {
-                    let r = svc.ready().await.unwrap().call(i).await;
-                    black_box(r.is_err());
-                }
-                start.elapsed()
-            })
-        })
+        b.iter_custom(|n| drive_rejections(&rt, &mut svc, n))
     });
     g.bench_function("palisade_closed_for_comparison", |b| {
         let mut svc = palisade.layer(inner());
