@@ -109,13 +109,19 @@ impl Settings {
             if name != "api" && name != "backend" {
                 return Err(format!(
                     "stacks.{name}: the demo reads the stacks `api` (rate_limit, deadline, \
-                     bulkhead) and `backend` (breaker, retry)"
+                     error_budget, bulkhead) and `backend` (breaker, retry)"
                 ));
             }
         }
         if let Some(api) = config.stack_spec("api") {
-            if api.breaker.is_some() || api.retry.is_some() {
-                return Err("stacks.api: the breaker and retries belong to stacks.backend".into());
+            if api.breaker.is_some() || api.retry.is_some() || api.adaptive_throttle.is_some() {
+                return Err(
+                    "stacks.api: the breaker and retries belong to stacks.backend; the demo has no adaptive throttle"
+                        .into(),
+                );
+            }
+            if let Some(slo) = &api.error_budget {
+                self.slo = slo.clone();
             }
             self.from_file.rate_limit = api.rate_limit.clone();
             self.from_file.bulkhead = api.bulkhead.clone();
@@ -127,9 +133,12 @@ impl Settings {
             if backend.rate_limit.is_some()
                 || backend.deadline.is_some()
                 || backend.bulkhead.is_some()
+                || backend.error_budget.is_some()
+                || backend.adaptive_throttle.is_some()
             {
                 return Err(
-                    "stacks.backend: the rate limit, deadline and bulkhead belong to stacks.api"
+                    "stacks.backend: the rate limit, deadline, bulkhead and error budget \
+                     belong to stacks.api; the demo has no adaptive throttle"
                         .into(),
                 );
             }

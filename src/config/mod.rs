@@ -156,8 +156,8 @@ pub use spec::{
     UnknownPreset,
 };
 pub use stack::{
-    NotApplied, ReloadReport, Stack, StackBreaker, StackBulkhead, StackLayer, StackRateLimit,
-    StackRetry, StackService,
+    NotApplied, ReloadReport, Stack, StackBreaker, StackBulkhead, StackErrorBudget, StackLayer,
+    StackRateLimit, StackRetry, StackService, StackThrottle,
 };
 
 use tree::Format;
@@ -365,6 +365,16 @@ pub(crate) fn validate_stack(name: &str, spec: &StackSpec) -> Result<(), ConfigF
     if let Some(c) = &spec.retry {
         c.validate()
             .map_err(|e| ConfigFileError::from_layer(&p("retry"), e.field(), &e.to_string()))?;
+    }
+    if let Some(c) = &spec.error_budget {
+        c.validate().map_err(|e| {
+            ConfigFileError::from_layer(&p("error_budget"), e.field(), &e.to_string())
+        })?;
+    }
+    if let Some(c) = &spec.adaptive_throttle {
+        c.validate().map_err(|e| {
+            ConfigFileError::from_layer(&p("adaptive_throttle"), e.field(), &e.to_string())
+        })?;
     }
     Ok(())
 }

@@ -12,6 +12,8 @@ use crate::bulkhead::BulkheadConfig;
 use crate::deadline::{Budgets, DeadlineConfig, MalformedHeader};
 use crate::ratelimit::RateLimitConfig;
 use crate::retry::RetryConfig;
+use crate::slo::ErrorBudgetConfig;
+use crate::slo::ThrottleConfig;
 
 use super::error::ConfigFileError;
 
@@ -130,7 +132,9 @@ pub struct StackConfig {
 /// | `deadline` | [`DeadlineSpec`] | [`palisade::deadline`](crate::deadline): `budget`, `routes`, `methods`, `grpc_methods`, inbound headers |
 /// | `bulkhead` | [`BulkheadConfig`] | [`palisade::bulkhead`](crate::bulkhead): `max_concurrent`, `max_queue`, `max_wait`, `adaptive`… |
 /// | `breaker` | [`BreakerConfig`](crate::breaker::BreakerConfig) | [`palisade::breaker`](crate::breaker): thresholds, `window`, open times, half-open probes |
+/// | `error_budget` | [`ErrorBudgetConfig`] | [`palisade::slo`](crate::slo): `target`, `window`, burn-rate `alerts`, `minimum_events`… |
 /// | `retry` | [`RetryConfig`] | [`palisade::retry`](crate::retry) for HTTP clients: `max_attempts`, `backoff`, `categories`, `budget`… (`name` defaults to the stack's name) |
+/// | `adaptive_throttle` | [`ThrottleConfig`] | [`palisade::slo::throttle`](crate::slo::throttle) for clients: `k`, `window`, `max_probability`… |
 ///
 /// Each layer's fields, their defaults and ranges are documented on its config type;
 /// durations are written `"250ms"`, `"2s"`, `"1m"`.
@@ -149,12 +153,19 @@ pub struct StackSpec {
     /// The bulkhead.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bulkhead: Option<BulkheadConfig>,
+    /// The error budget (between the deadline and the bulkhead).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_budget: Option<ErrorBudgetConfig>,
     /// The circuit breaker (innermost).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub breaker: Option<crate::breaker::BreakerConfig>,
     /// The retry policy, for HTTP clients ([`Stack::retry_layer`](super::Stack::retry_layer)).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryConfig>,
+    /// Client-side adaptive throttling, for HTTP clients
+    /// ([`Stack::adaptive_throttle_layer`](super::Stack::adaptive_throttle_layer)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adaptive_throttle: Option<ThrottleConfig>,
 }
 
 /// The `deadline` table of a stack: [`DeadlineConfig`] in a file's shape.

@@ -17,6 +17,8 @@ use crate::ratelimit::key::Global;
 use crate::ratelimit::{RateLimitHandle, RateLimitLayer};
 use crate::retry::RetryLayer;
 use crate::retry::http::HttpReplay;
+use crate::slo::throttle::AdaptiveThrottleLayer;
+use crate::slo::{ErrorBudget, ErrorBudgetLayer};
 
 use super::error::ConfigFileError;
 use super::optional::OptionalLayer;
@@ -30,17 +32,24 @@ pub type StackBulkhead = BulkheadLayer<HttpClassifier, FromExtensions>;
 pub type StackBreaker = BreakerLayer<HttpClassifier>;
 /// The retry layer a stack builds (for HTTP clients, requests `http::Request<ReplayBody<B>>`).
 pub type StackRetry = RetryLayer<HttpClassifier, HttpReplay, FromExtensions>;
+/// The error-budget layer a stack builds.
+pub type StackErrorBudget = ErrorBudgetLayer<HttpClassifier>;
+/// The adaptive throttle a stack builds (for HTTP clients).
+pub type StackThrottle = AdaptiveThrottleLayer<HttpClassifier>;
 
 type Inner = Layered<
     OptionalLayer<StackBreaker>,
     Layered<
         OptionalLayer<StackBulkhead>,
-        Layered<OptionalLayer<DeadlineLayer>, Layered<OptionalLayer<StackRateLimit>, Identity>>,
+        Layered<
+            OptionalLayer<StackErrorBudget>,
+            Layered<OptionalLayer<DeadlineLayer>, Layered<OptionalLayer<StackRateLimit>, Identity>>,
+        >,
     >,
 >;
 
 /// The layers of a [`Stack`] as one `tower::Layer`, outermost first: rate limit,
-/// deadline, bulkhead, breaker. Absent layers pass calls straight through.
+/// deadline, error budget, bulkhead, breaker. Absent layers pass calls straight through.
 ///
 /// Wraps any `Service<http::Request<B>>` that is `Clone` (an axum `Router`, a
 /// `service_fn`, a hyper client); the service's errors become `BoxError`.
@@ -81,6 +90,8 @@ pub struct Stack {
     bulkhead: Option<StackBulkhead>,
     breaker: Option<StackBreaker>,
     retry: Option<StackRetry>,
+    error_budget: Option<ErrorBudget>,
+    throttle: Option<StackThrottle>,
 }
 
 impl fmt::Debug for Stack {
@@ -92,6 +103,8 @@ impl fmt::Debug for Stack {
             .field("bulkhead", &self.bulkhead.is_some())
             .field("breaker", &self.breaker.is_some())
             .field("retry", &self.retry.is_some())
+            .field("error_budget", &self.error_budget.is_some())
+            .field("adaptive_throttle", &self.throttle.is_some())
             .finish()
     }
 }
@@ -156,6 +169,26 @@ impl Stack {
             ),
             None => None,
         };
+        let error_budget = match &spec.error_budget {
+            Some(c) => Some(
+                ErrorBudget::builder()
+                    .name(name)
+                    .config(c.clone())
+                    .build()
+                    .map_err(|e| layer_err(&p("error_budget"), e.field(), e.to_string()))?,
+            ),
+            None => None,
+        };
+        let throttle = match &spec.adaptive_throttle {
+            Some(c) => Some(
+                AdaptiveThrottleLayer::http()
+                    .name(name)
+                    .config(c.clone())
+                    .build()
+                    .map_err(|e| layer_err(&p("adaptive_throttle"), e.field(), e.to_string()))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             name: Arc::from(name),
             in_force: Arc::new(Mutex::new(spec.clone())),
@@ -164,6 +197,8 @@ impl Stack {
             bulkhead,
             breaker,
             retry,
+            error_budget,
+            throttle,
         })
     }
 
@@ -173,12 +208,17 @@ impl Stack {
     }
 
     /// The stack's layers as one `tower::Layer`, outermost first: rate limit, deadline,
-    /// bulkhead, breaker (the server order of the README's "Stacking order"). Retry
-    /// belongs on clients and is not part of it: see [`retry_layer`](Self::retry_layer).
+    /// error budget, bulkhead, breaker (the server order of the README's "Stacking
+    /// order"). Retry and adaptive throttling belong on clients and are not part of it:
+    /// see [`retry_layer`](Self::retry_layer) and
+    /// [`adaptive_throttle_layer`](Self::adaptive_throttle_layer).
     pub fn layer(&self) -> StackLayer {
         let inner = ServiceBuilder::new()
             .layer(OptionalLayer::new(self.rate_limit.clone()))
             .layer(OptionalLayer::new(self.deadline.clone()))
+            .layer(OptionalLayer::new(
+                self.error_budget.as_ref().map(ErrorBudget::http_layer),
+            ))
             .layer(OptionalLayer::new(self.bulkhead.clone()))
             .layer(OptionalLayer::new(self.breaker.clone()))
             .into_inner();
@@ -241,6 +281,16 @@ impl Stack {
         self.retry.as_ref()
     }
 
+    /// The error budget, if declared: its state, burn rates and health.
+    pub fn error_budget(&self) -> Option<&ErrorBudget> {
+        self.error_budget.as_ref()
+    }
+
+    /// The adaptive throttle, if declared, for an HTTP client's stack.
+    pub fn adaptive_throttle_layer(&self) -> Option<&StackThrottle> {
+        self.throttle.as_ref()
+    }
+
     /// Applies a changed spec to the running stack through the layers' handles.
     ///
     /// What changes live, for the next calls (calls in flight finish as they started):
@@ -251,6 +301,7 @@ impl Stack {
     /// | `deadline` | `budget`, `routes`, `methods`, `grpc_methods` | the other fields |
     /// | `bulkhead` | `max_concurrent` (within the adaptive bounds, if any) | the other fields |
     /// | `breaker` | thresholds, rates, `minimum_calls`, open times, half-open settings | `window`, `slow_call_duration`, `record_duration`, `seed` |
+    /// | `error_budget`, `adaptive_throttle` | nothing | every field |
     /// | `retry` | nothing | every field |
     ///
     /// Adding or removing a layer also needs a new stack. Such changes are not an
@@ -276,6 +327,18 @@ impl Stack {
         presence(&mut report, &p("bulkhead"), &old.bulkhead, &spec.bulkhead);
         presence(&mut report, &p("breaker"), &old.breaker, &spec.breaker);
         presence(&mut report, &p("retry"), &old.retry, &spec.retry);
+        presence(
+            &mut report,
+            &p("error_budget"),
+            &old.error_budget,
+            &spec.error_budget,
+        );
+        presence(
+            &mut report,
+            &p("adaptive_throttle"),
+            &old.adaptive_throttle,
+            &spec.adaptive_throttle,
+        );
 
         // The bulkhead first: its handle is the only one that can still refuse (a limit
         // outside adaptive bounds), and then nothing else has changed yet.

@@ -403,6 +403,7 @@ async fn a_built_stack_calls_through() {
     }
     let stats = stack.breaker_handle().expect("declared").stats();
     assert_eq!(stats.successes, 3, "{stats:?}");
+    assert!(stack.error_budget().is_none(), "not declared, not built");
 
     // No layer declared: the stack passes calls through.
     let empty = StackConfig::from_toml_str("[stacks.bare]\n")
@@ -644,3 +645,52 @@ fn stacks_reload_from_a_changed_file() {
 }
 
 mod http_server;
+
+#[tokio::test(start_paused = true)]
+async fn the_error_budget_and_the_throttle_come_from_the_file() {
+    let config = StackConfig::from_toml_str(
+        r#"
+        [stacks.api.error_budget]
+        target = 0.99
+        window = "1h"
+        [stacks.client.adaptive_throttle]
+        k = 2.0
+        "#,
+    )
+    .expect("valid");
+    let api = config.stack("api").expect("builds");
+    let budget = api.error_budget().expect("declared").clone();
+    assert_eq!(budget.target(), 0.99);
+    assert_eq!(budget.window(), Duration::from_secs(3600));
+    let service = ServiceBuilder::new()
+        .layer(api.layer())
+        .service(ok_service());
+    for _ in 0..4 {
+        service
+            .clone()
+            .oneshot(request("/"))
+            .await
+            .expect("admitted");
+    }
+    assert_eq!(
+        (budget.good(), budget.bad()),
+        (4, 0),
+        "the stack records into it"
+    );
+    let client = config.stack("client").expect("builds");
+    assert!(client.adaptive_throttle_layer().is_some());
+    assert!(client.error_budget().is_none());
+
+    let err = toml_err("[stacks.api.error_budget]\ntarget = 1.5\n");
+    assert!(
+        err.path().starts_with("stacks.api.error_budget.target"),
+        "{err}"
+    );
+    let err = toml_err("[stacks.c.adaptive_throttle]\nk = 0.5\n");
+    assert!(
+        err.path().starts_with("stacks.c.adaptive_throttle"),
+        "{err}"
+    );
+    let err = toml_err("[stacks.api.error_budget]\ntargett = 0.9\n");
+    assert_eq!(err.path(), "stacks.api.error_budget.targett", "{err}");
+}
