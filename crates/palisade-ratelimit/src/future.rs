@@ -14,7 +14,7 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use crate::adaptive::Adaptive;
-use crate::gcra::{Params, nanos};
+use crate::gcra::Params;
 use crate::keyed::Bucket;
 
 /// A check against a remote store (Redis): the wait before the call may go, or the
@@ -42,56 +42,57 @@ impl Drop for Refund {
 /// Reports an admitted call's latency to the adaptive controller.
 pub(crate) struct Observe {
     pub(crate) adaptive: Arc<Adaptive>,
-    pub(crate) epoch: Instant,
     pub(crate) start: Instant,
-}
-
-impl Observe {
-    fn finish(self) {
-        let now = Instant::now();
-        self.adaptive.observe(
-            nanos(now.saturating_duration_since(self.start)),
-            nanos(now.saturating_duration_since(self.epoch)),
-        );
-    }
 }
 
 pin_project! {
     /// The response future of [`RateLimit`](crate::RateLimit): the inner call; or a
-    /// wait for the call's turn (a pinned tokio `Sleep`, holding the readied inner
-    /// service and the request), then the inner call; or an immediately-ready
-    /// [`RateLimited`]. No allocation of its own.
+    /// wait for the call's turn, then the inner call; or an immediately-ready
+    /// [`RateLimited`] error.
     ///
-    /// Dropping it while it waits cancels the timer and gives the call's slot back
-    /// when no later call was admitted behind it.
+    /// A call admitted at once costs nothing here beyond the inner future: the state
+    /// of a call that waits (a tokio `Sleep`, the readied inner service, the request,
+    /// the slot to give back) is boxed, so it does not make every admitted call's
+    /// future larger. Dropping the future while it waits cancels the timer and gives
+    /// the call's slot back when no later call was admitted behind it.
     pub struct ResponseFuture<S, Req>
     where
         S: Service<Req>,
     {
         #[pin]
-        state: State<S::Future>,
-        pending: Option<(S, Req)>,
-        refund: Option<Refund>,
+        state: State<S, Req>,
         observe: Option<Observe>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
-        Running { #[pin] future: F },
-        Waiting { #[pin] sleep: Sleep },
-        Checking { check: RemoteCheck },
-        Rejected { error: Option<RateLimited> },
+    enum State<S, Req>
+    where
+        S: Service<Req>,
+    {
+        Running { #[pin] future: S::Future },
+        Waiting { waiting: Pin<Box<Waiting<S, Req>>> },
+        Checking { check: RemoteCheck, pending: Option<Box<(S, Req)>> },
+        Rejected { error: Option<BoxError> },
+    }
+}
+
+pin_project! {
+    /// A call waiting for its turn.
+    struct Waiting<S, Req> {
+        #[pin]
+        sleep: Sleep,
+        pending: Option<(S, Req)>,
+        refund: Option<Refund>,
     }
 }
 
 impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
+    #[inline]
     pub(crate) fn running(future: S::Future, observe: Option<Observe>) -> Self {
         Self {
             state: State::Running { future },
-            pending: None,
-            refund: None,
             observe,
         }
     }
@@ -105,10 +106,12 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
     ) -> Self {
         Self {
             state: State::Waiting {
-                sleep: tokio::time::sleep_until(until),
+                waiting: Box::pin(Waiting {
+                    sleep: tokio::time::sleep_until(until),
+                    pending: Some((service, request)),
+                    refund,
+                }),
             },
-            pending: Some((service, request)),
-            refund,
             observe,
         }
     }
@@ -121,18 +124,21 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
         observe: Option<Observe>,
     ) -> Self {
         Self {
-            state: State::Checking { check },
-            pending: Some((service, request)),
-            refund: None,
+            state: State::Checking {
+                check,
+                pending: Some(Box::new((service, request))),
+            },
             observe,
         }
     }
 
+    /// The error is boxed here rather than when polled: the same one allocation,
+    /// and a smaller future.
     pub(crate) fn rejected(error: RateLimited) -> Self {
         Self {
-            state: State::Rejected { error: Some(error) },
-            pending: None,
-            refund: None,
+            state: State::Rejected {
+                error: Some(error.into()),
+            },
             observe: None,
         }
     }
@@ -144,6 +150,15 @@ impl<S: Service<Req>, Req> fmt::Debug for ResponseFuture<S, Req> {
     }
 }
 
+/// Calls the readied inner service of a call that did not go at once.
+fn go<S: Service<Req>, Req>(pending: Option<(S, Req)>, observe: &mut Option<Observe>) -> S::Future {
+    let (mut service, request) = pending.expect("ResponseFuture polled after completion");
+    if let Some(o) = observe.as_mut() {
+        o.start = Instant::now();
+    }
+    service.call(request)
+}
+
 impl<S, Req> Future for ResponseFuture<S, Req>
 where
     S: Service<Req>,
@@ -151,6 +166,7 @@ where
 {
     type Output = Result<S::Response, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
@@ -158,52 +174,43 @@ where
                 StateProj::Running { future } => {
                     let out = ready!(future.poll(cx));
                     if let Some(o) = this.observe.take() {
-                        o.finish();
+                        o.adaptive.observe_since(o.start);
                     }
                     return Poll::Ready(out.map_err(Into::into));
                 }
-                StateProj::Waiting { sleep } => {
-                    ready!(sleep.poll(cx));
-                    if let Some(mut r) = this.refund.take() {
+                StateProj::Waiting { waiting } => {
+                    let w = waiting.as_mut().project();
+                    ready!(w.sleep.poll(cx));
+                    if let Some(mut r) = w.refund.take() {
                         r.armed = false;
                     }
-                    let (mut service, request) = this
-                        .pending
-                        .take()
-                        .expect("ResponseFuture polled after completion");
-                    if let Some(o) = this.observe.as_mut() {
-                        o.start = Instant::now();
-                    }
-                    let future = service.call(request);
+                    let future = go::<S, Req>(w.pending.take(), this.observe);
                     this.state.set(State::Running { future });
                 }
-                StateProj::Checking { check } => match ready!(check.as_mut().poll(cx)) {
+                StateProj::Checking { check, pending } => match ready!(check.as_mut().poll(cx)) {
                     Err(e) => {
-                        this.pending.take();
+                        pending.take();
                         return Poll::Ready(Err(e.into()));
                     }
                     Ok(wait) if !wait.is_zero() => {
+                        let pending = pending.take().map(|b| *b);
                         this.state.set(State::Waiting {
-                            sleep: tokio::time::sleep(wait),
+                            waiting: Box::pin(Waiting {
+                                sleep: tokio::time::sleep(wait),
+                                pending,
+                                refund: None,
+                            }),
                         });
                     }
                     Ok(_) => {
-                        let (mut service, request) = this
-                            .pending
-                            .take()
-                            .expect("ResponseFuture polled after completion");
-                        if let Some(o) = this.observe.as_mut() {
-                            o.start = Instant::now();
-                        }
-                        let future = service.call(request);
+                        let future = go::<S, Req>(pending.take().map(|b| *b), this.observe);
                         this.state.set(State::Running { future });
                     }
                 },
                 StateProj::Rejected { error } => {
                     return Poll::Ready(Err(error
                         .take()
-                        .expect("ResponseFuture polled after completion")
-                        .into()));
+                        .expect("ResponseFuture polled after completion")));
                 }
             }
         }
