@@ -61,7 +61,6 @@ pin_project! {
     {
         #[pin]
         state: State<S, Req>,
-        observe: Option<Observe>,
     }
 }
 
@@ -72,8 +71,10 @@ pin_project! {
         S: Service<Req>,
     {
         Running { #[pin] future: S::Future },
+        // An admitted call whose latency goes to the adaptive controller.
+        Observed { #[pin] future: S::Future, observe: Option<Observe> },
         Waiting { waiting: Pin<Box<Waiting<S, Req>>> },
-        Checking { check: RemoteCheck, pending: Option<Box<(S, Req)>> },
+        Checking { check: RemoteCheck, pending: Option<Box<(S, Req, Option<Observe>)>> },
         Rejected { error: Option<BoxError> },
     }
 }
@@ -85,15 +86,24 @@ pin_project! {
         sleep: Sleep,
         pending: Option<(S, Req)>,
         refund: Option<Refund>,
+        observe: Option<Observe>,
     }
 }
 
 impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
     #[inline]
-    pub(crate) fn running(future: S::Future, observe: Option<Observe>) -> Self {
+    pub(crate) fn running(future: S::Future) -> Self {
         Self {
             state: State::Running { future },
-            observe,
+        }
+    }
+
+    pub(crate) fn observed(future: S::Future, observe: Observe) -> Self {
+        Self {
+            state: State::Observed {
+                future,
+                observe: Some(observe),
+            },
         }
     }
 
@@ -110,9 +120,9 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
                     sleep: tokio::time::sleep_until(until),
                     pending: Some((service, request)),
                     refund,
+                    observe,
                 }),
             },
-            observe,
         }
     }
 
@@ -126,9 +136,8 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
         Self {
             state: State::Checking {
                 check,
-                pending: Some(Box::new((service, request))),
+                pending: Some(Box::new((service, request, observe))),
             },
-            observe,
         }
     }
 
@@ -139,7 +148,6 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
             state: State::Rejected {
                 error: Some(error.into()),
             },
-            observe: None,
         }
     }
 }
@@ -151,12 +159,19 @@ impl<S: Service<Req>, Req> fmt::Debug for ResponseFuture<S, Req> {
 }
 
 /// Calls the readied inner service of a call that did not go at once.
-fn go<S: Service<Req>, Req>(pending: Option<(S, Req)>, observe: &mut Option<Observe>) -> S::Future {
-    let (mut service, request) = pending.expect("ResponseFuture polled after completion");
-    if let Some(o) = observe.as_mut() {
-        o.start = Instant::now();
+fn go<S: Service<Req>, Req>(service: S, request: Req, observe: Option<Observe>) -> State<S, Req> {
+    let mut service = service;
+    let future = service.call(request);
+    match observe {
+        None => State::Running { future },
+        Some(mut o) => {
+            o.start = Instant::now();
+            State::Observed {
+                future,
+                observe: Some(o),
+            }
+        }
     }
-    service.call(request)
 }
 
 impl<S, Req> Future for ResponseFuture<S, Req>
@@ -168,12 +183,15 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let mut state = self.project().state;
         loop {
-            match this.state.as_mut().project() {
+            match state.as_mut().project() {
                 StateProj::Running { future } => {
+                    return future.poll(cx).map_err(Into::into);
+                }
+                StateProj::Observed { future, observe } => {
                     let out = ready!(future.poll(cx));
-                    if let Some(o) = this.observe.take() {
+                    if let Some(o) = observe.take() {
                         o.adaptive.observe_since(o.start);
                     }
                     return Poll::Ready(out.map_err(Into::into));
@@ -184,27 +202,35 @@ where
                     if let Some(mut r) = w.refund.take() {
                         r.armed = false;
                     }
-                    let future = go::<S, Req>(w.pending.take(), this.observe);
-                    this.state.set(State::Running { future });
+                    let (service, request) = w
+                        .pending
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    let next = go(service, request, w.observe.take());
+                    state.set(next);
                 }
                 StateProj::Checking { check, pending } => match ready!(check.as_mut().poll(cx)) {
                     Err(e) => {
                         pending.take();
                         return Poll::Ready(Err(e.into()));
                     }
-                    Ok(wait) if !wait.is_zero() => {
-                        let pending = pending.take().map(|b| *b);
-                        this.state.set(State::Waiting {
-                            waiting: Box::pin(Waiting {
-                                sleep: tokio::time::sleep(wait),
-                                pending,
-                                refund: None,
-                            }),
-                        });
-                    }
-                    Ok(_) => {
-                        let future = go::<S, Req>(pending.take().map(|b| *b), this.observe);
-                        this.state.set(State::Running { future });
+                    Ok(wait) => {
+                        let (service, request, observe) = *pending
+                            .take()
+                            .expect("ResponseFuture polled after completion");
+                        let next = if wait.is_zero() {
+                            go(service, request, observe)
+                        } else {
+                            State::Waiting {
+                                waiting: Box::pin(Waiting {
+                                    sleep: tokio::time::sleep(wait),
+                                    pending: Some((service, request)),
+                                    refund: None,
+                                    observe,
+                                }),
+                            }
+                        };
+                        state.set(next);
                     }
                 },
                 StateProj::Rejected { error } => {

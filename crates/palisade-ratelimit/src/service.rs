@@ -225,8 +225,16 @@ where
             Verdict::Admit => {
                 core.counters.add(Decision::Admitted);
                 tracing::trace!(layer = "ratelimit", name = %core.name(), "admitted");
-                let observe = observe(core, now_at);
-                ResponseFuture::running(self.inner.call(req), observe)
+                match &core.adaptive {
+                    None => ResponseFuture::running(self.inner.call(req)),
+                    Some(a) => ResponseFuture::observed(
+                        self.inner.call(req),
+                        Observe {
+                            adaptive: a.clone(),
+                            start: now_at,
+                        },
+                    ),
+                }
             }
             Verdict::Wait(wait, refund) => self.wait(req, now_at, wait, refund),
             Verdict::Reject(retry_after, policy) => reject(core, retry_after, policy),
