@@ -242,3 +242,22 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Inner = tower::util::ServiceFn<fn(u64) -> std::future::Ready<Result<u64, BoxError>>>;
+
+    #[test]
+    fn an_admitted_calls_future_is_barely_larger_than_the_inner_one() {
+        let inner = size_of::<<Inner as Service<u64>>::Future>();
+        let ours = size_of::<ResponseFuture<Inner, u64>>();
+        // The inner future, the adaptive probe (an `Arc` and an `Instant`) and the
+        // variant tag; the state of a waiting call is boxed.
+        assert!(
+            ours <= inner + 40,
+            "ResponseFuture is {ours} bytes for a {inner}-byte inner future"
+        );
+    }
+}
