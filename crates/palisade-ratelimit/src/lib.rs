@@ -94,7 +94,7 @@
 //! An admitted call on one bucket: a clock read, two relaxed loads of the quota, one
 //! load and one compare-and-swap of the bucket, one increment of a counter on the
 //! calling thread's own cache line. No lock, no allocation (tested with a counting
-//! allocator); the response future is the inner future plus a tag. A keyed call adds
+//! allocator); the response future is the inner future plus 24 bytes. A keyed call adds
 //! the key extraction and a lock-free `papaya` lookup; a new key allocates its bucket.
 //! A rejection writes nothing to the bucket and allocates only its `BoxError`.
 //!
