@@ -11,12 +11,16 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use tokio::time::Instant;
+
 use crate::config::AdaptiveConfig;
 use crate::gcra::nanos;
 use crate::layer::Rate;
 
 pub(crate) struct Adaptive {
     rate: Arc<Rate>,
+    /// The limiter's epoch (what `now` is measured from).
+    epoch: Instant,
     target: u64,
     min: u32,
     max: u32,
@@ -29,7 +33,7 @@ pub(crate) struct Adaptive {
 }
 
 impl Adaptive {
-    pub(crate) fn new(rate: Arc<Rate>, c: &AdaptiveConfig, now: u64) -> Self {
+    pub(crate) fn new(rate: Arc<Rate>, c: &AdaptiveConfig, epoch: Instant) -> Self {
         let max = c.max_rate.unwrap_or(rate.quota().rate);
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         // increase in (0, 1], so the step is in [1, max]
@@ -37,6 +41,7 @@ impl Adaptive {
         let interval = nanos(c.interval);
         Self {
             rate,
+            epoch,
             target: nanos(c.target_latency),
             min: c.min_rate,
             max,
@@ -45,8 +50,17 @@ impl Adaptive {
             step,
             sum: AtomicU64::new(0),
             count: AtomicU64::new(0),
-            next: AtomicU64::new(now.saturating_add(interval)),
+            next: AtomicU64::new(interval),
         }
+    }
+
+    /// Records the latency of a call that started at `start` and completed now.
+    pub(crate) fn observe_since(&self, start: Instant) {
+        let now = Instant::now();
+        self.observe(
+            nanos(now.saturating_duration_since(start)),
+            nanos(now.saturating_duration_since(self.epoch)),
+        );
     }
 
     /// Records a completed call's latency at `now` and judges the interval if it ended.

@@ -14,7 +14,7 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use crate::adaptive::Adaptive;
-use crate::gcra::{Params, nanos};
+use crate::gcra::Params;
 use crate::keyed::Bucket;
 
 /// A check against a remote store (Redis): the wait before the call may go, or the
@@ -42,57 +42,68 @@ impl Drop for Refund {
 /// Reports an admitted call's latency to the adaptive controller.
 pub(crate) struct Observe {
     pub(crate) adaptive: Arc<Adaptive>,
-    pub(crate) epoch: Instant,
     pub(crate) start: Instant,
-}
-
-impl Observe {
-    fn finish(self) {
-        let now = Instant::now();
-        self.adaptive.observe(
-            nanos(now.saturating_duration_since(self.start)),
-            nanos(now.saturating_duration_since(self.epoch)),
-        );
-    }
 }
 
 pin_project! {
     /// The response future of [`RateLimit`](crate::RateLimit): the inner call; or a
-    /// wait for the call's turn (a pinned tokio `Sleep`, holding the readied inner
-    /// service and the request), then the inner call; or an immediately-ready
-    /// [`RateLimited`]. No allocation of its own.
+    /// wait for the call's turn, then the inner call; or an immediately-ready
+    /// [`RateLimited`] error.
     ///
-    /// Dropping it while it waits cancels the timer and gives the call's slot back
-    /// when no later call was admitted behind it.
+    /// A call admitted at once costs nothing here beyond the inner future: the state
+    /// of a call that waits (a tokio `Sleep`, the readied inner service, the request,
+    /// the slot to give back) is boxed, so it does not make every admitted call's
+    /// future larger. Dropping the future while it waits cancels the timer and gives
+    /// the call's slot back when no later call was admitted behind it.
     pub struct ResponseFuture<S, Req>
     where
         S: Service<Req>,
     {
         #[pin]
-        state: State<S::Future>,
+        state: State<S, Req>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, Req>
+    where
+        S: Service<Req>,
+    {
+        Running { #[pin] future: S::Future },
+        // An admitted call whose latency goes to the adaptive controller.
+        Observed { #[pin] future: S::Future, observe: Option<Observe> },
+        Waiting { waiting: Pin<Box<Waiting<S, Req>>> },
+        Checking { check: RemoteCheck, pending: Option<Box<(S, Req, Option<Observe>)>> },
+        Rejected { error: Option<BoxError> },
+    }
+}
+
+pin_project! {
+    /// A call waiting for its turn.
+    struct Waiting<S, Req> {
+        #[pin]
+        sleep: Sleep,
         pending: Option<(S, Req)>,
         refund: Option<Refund>,
         observe: Option<Observe>,
     }
 }
 
-pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-        Running { #[pin] future: F },
-        Waiting { #[pin] sleep: Sleep },
-        Checking { check: RemoteCheck },
-        Rejected { error: Option<RateLimited> },
-    }
-}
-
 impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
-    pub(crate) fn running(future: S::Future, observe: Option<Observe>) -> Self {
+    #[inline]
+    pub(crate) fn running(future: S::Future) -> Self {
         Self {
             state: State::Running { future },
-            pending: None,
-            refund: None,
-            observe,
+        }
+    }
+
+    pub(crate) fn observed(future: S::Future, observe: Observe) -> Self {
+        Self {
+            state: State::Observed {
+                future,
+                observe: Some(observe),
+            },
         }
     }
 
@@ -105,11 +116,13 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
     ) -> Self {
         Self {
             state: State::Waiting {
-                sleep: tokio::time::sleep_until(until),
+                waiting: Box::pin(Waiting {
+                    sleep: tokio::time::sleep_until(until),
+                    pending: Some((service, request)),
+                    refund,
+                    observe,
+                }),
             },
-            pending: Some((service, request)),
-            refund,
-            observe,
         }
     }
 
@@ -121,19 +134,20 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
         observe: Option<Observe>,
     ) -> Self {
         Self {
-            state: State::Checking { check },
-            pending: Some((service, request)),
-            refund: None,
-            observe,
+            state: State::Checking {
+                check,
+                pending: Some(Box::new((service, request, observe))),
+            },
         }
     }
 
+    /// The error is boxed here rather than when polled: the same one allocation,
+    /// and a smaller future.
     pub(crate) fn rejected(error: RateLimited) -> Self {
         Self {
-            state: State::Rejected { error: Some(error) },
-            pending: None,
-            refund: None,
-            observe: None,
+            state: State::Rejected {
+                error: Some(error.into()),
+            },
         }
     }
 }
@@ -144,6 +158,22 @@ impl<S: Service<Req>, Req> fmt::Debug for ResponseFuture<S, Req> {
     }
 }
 
+/// Calls the readied inner service of a call that did not go at once.
+fn go<S: Service<Req>, Req>(service: S, request: Req, observe: Option<Observe>) -> State<S, Req> {
+    let mut service = service;
+    let future = service.call(request);
+    match observe {
+        None => State::Running { future },
+        Some(mut o) => {
+            o.start = Instant::now();
+            State::Observed {
+                future,
+                observe: Some(o),
+            }
+        }
+    }
+}
+
 impl<S, Req> Future for ResponseFuture<S, Req>
 where
     S: Service<Req>,
@@ -151,61 +181,83 @@ where
 {
     type Output = Result<S::Response, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let mut state = self.project().state;
         loop {
-            match this.state.as_mut().project() {
+            match state.as_mut().project() {
                 StateProj::Running { future } => {
+                    return future.poll(cx).map_err(Into::into);
+                }
+                StateProj::Observed { future, observe } => {
                     let out = ready!(future.poll(cx));
-                    if let Some(o) = this.observe.take() {
-                        o.finish();
+                    if let Some(o) = observe.take() {
+                        o.adaptive.observe_since(o.start);
                     }
                     return Poll::Ready(out.map_err(Into::into));
                 }
-                StateProj::Waiting { sleep } => {
-                    ready!(sleep.poll(cx));
-                    if let Some(mut r) = this.refund.take() {
+                StateProj::Waiting { waiting } => {
+                    let w = waiting.as_mut().project();
+                    ready!(w.sleep.poll(cx));
+                    if let Some(mut r) = w.refund.take() {
                         r.armed = false;
                     }
-                    let (mut service, request) = this
+                    let (service, request) = w
                         .pending
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    if let Some(o) = this.observe.as_mut() {
-                        o.start = Instant::now();
-                    }
-                    let future = service.call(request);
-                    this.state.set(State::Running { future });
+                    let next = go(service, request, w.observe.take());
+                    state.set(next);
                 }
-                StateProj::Checking { check } => match ready!(check.as_mut().poll(cx)) {
+                StateProj::Checking { check, pending } => match ready!(check.as_mut().poll(cx)) {
                     Err(e) => {
-                        this.pending.take();
+                        pending.take();
                         return Poll::Ready(Err(e.into()));
                     }
-                    Ok(wait) if !wait.is_zero() => {
-                        this.state.set(State::Waiting {
-                            sleep: tokio::time::sleep(wait),
-                        });
-                    }
-                    Ok(_) => {
-                        let (mut service, request) = this
-                            .pending
+                    Ok(wait) => {
+                        let (service, request, observe) = *pending
                             .take()
                             .expect("ResponseFuture polled after completion");
-                        if let Some(o) = this.observe.as_mut() {
-                            o.start = Instant::now();
-                        }
-                        let future = service.call(request);
-                        this.state.set(State::Running { future });
+                        let next = if wait.is_zero() {
+                            go(service, request, observe)
+                        } else {
+                            State::Waiting {
+                                waiting: Box::pin(Waiting {
+                                    sleep: tokio::time::sleep(wait),
+                                    pending: Some((service, request)),
+                                    refund: None,
+                                    observe,
+                                }),
+                            }
+                        };
+                        state.set(next);
                     }
                 },
                 StateProj::Rejected { error } => {
                     return Poll::Ready(Err(error
                         .take()
-                        .expect("ResponseFuture polled after completion")
-                        .into()));
+                        .expect("ResponseFuture polled after completion")));
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Inner = tower::util::ServiceFn<fn(u64) -> std::future::Ready<Result<u64, BoxError>>>;
+
+    #[test]
+    fn an_admitted_calls_future_is_barely_larger_than_the_inner_one() {
+        let inner = size_of::<<Inner as Service<u64>>::Future>();
+        let ours = size_of::<ResponseFuture<Inner, u64>>();
+        // The inner future, the adaptive probe (an `Arc` and an `Instant`) and the
+        // variant tag; the state of a waiting call is boxed.
+        assert!(
+            ours <= inner + 40,
+            "ResponseFuture is {ours} bytes for a {inner}-byte inner future"
+        );
     }
 }

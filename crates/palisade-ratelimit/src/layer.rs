@@ -437,7 +437,7 @@ impl<X: KeyExtractor, D> RateLimitBuilder<X, D> {
         let adaptive = c
             .adaptive
             .as_ref()
-            .map(|a| Arc::new(Adaptive::new(rate.clone(), a, 0)));
+            .map(|a| Arc::new(Adaptive::new(rate.clone(), a, epoch)));
         #[cfg(feature = "redis")]
         let store = match self.redis {
             Some(parts) => Store::Redis(crate::redis::RedisStore::new(

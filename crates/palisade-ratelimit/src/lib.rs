@@ -84,8 +84,9 @@
 //! (its key, its deadline). `poll_ready` only forwards the inner service's readiness;
 //! the limiter itself never applies backpressure. A call over the limit fails at once
 //! with an immediately-ready error, or — with `max_wait` — its response future sleeps
-//! (a pinned tokio `Sleep`, no allocation) until its reserved turn and then calls the
-//! inner service. tower's `RateLimit`, by contrast, parks callers in `poll_ready`; use
+//! (a tokio `Sleep`, boxed with the pending request: one allocation per waiting call,
+//! so that the future of every admitted call stays small) until its reserved turn and
+//! then calls the inner service. tower's `RateLimit`, by contrast, parks callers in `poll_ready`; use
 //! it when you want backpressure on one unkeyed bucket.
 //!
 //! # Cost
@@ -93,8 +94,9 @@
 //! An admitted call on one bucket: a clock read, two relaxed loads of the quota, one
 //! load and one compare-and-swap of the bucket, one increment of a counter on the
 //! calling thread's own cache line. No lock, no allocation (tested with a counting
-//! allocator). A keyed call adds the key extraction and a lock-free `papaya` lookup;
-//! a new key allocates its bucket. A rejection writes nothing to the bucket.
+//! allocator); the response future is the inner future plus 24 bytes. A keyed call adds
+//! the key extraction and a lock-free `papaya` lookup; a new key allocates its bucket.
+//! A rejection writes nothing to the bucket and allocates only its `BoxError`.
 //!
 //! # Metrics
 //!

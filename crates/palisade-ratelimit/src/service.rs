@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use palisade_core::layer_error::RateLimited;
+use palisade_core::layer_error::{RateLimitPolicy, RateLimited};
 use palisade_core::{BoxError, GetDeadline, NoDeadline};
 use tokio::time::Instant;
 use tower_service::Service;
@@ -84,14 +84,16 @@ impl<S: fmt::Debug, X: KeyExtractor, D> fmt::Debug for RateLimit<S, X, D> {
 enum Verdict {
     Admit,
     Wait(u64, Refund),
-    Reject(RateLimited),
+    /// Refused: the time until the call would conform, and the bucket's own policy
+    /// (`None`: the limiter's default quota).
+    Reject(Duration, Option<RateLimitPolicy>),
 }
 
 #[inline]
 fn judge<K>(core: &Core<K>, bucket: &Arc<Bucket>, now: u64, max_wait: u64) -> Verdict {
-    let (params, policy) = match &bucket.params {
-        None => (core.rate.params(), None),
-        Some((p, q)) => (*p, Some(q.policy())),
+    let params = match &bucket.params {
+        None => core.rate.params(),
+        Some((p, _)) => *p,
     };
     match bucket.gcra.check(&params, now, max_wait) {
         Ok(a) if a.wait == 0 => Verdict::Admit,
@@ -105,9 +107,75 @@ fn judge<K>(core: &Core<K>, bucket: &Arc<Bucket>, now: u64, max_wait: u64) -> Ve
             },
         ),
         Err(retry_after) => Verdict::Reject(
-            RateLimited::new(core.name(), Duration::from_nanos(retry_after))
-                .with_policy(policy.unwrap_or_else(|| core.rate.policy())),
+            Duration::from_nanos(retry_after),
+            bucket.params.as_ref().map(|(_, q)| q.policy()),
         ),
+    }
+}
+
+/// The latency probe of an admitted call, when the rate is adaptive.
+#[inline]
+fn observe<K>(core: &Core<K>, start: Instant) -> Option<Observe> {
+    core.adaptive.as_ref().map(|a| Observe {
+        adaptive: a.clone(),
+        start,
+    })
+}
+
+/// The rejection path, kept out of line so the admitted path stays small.
+#[cold]
+#[inline(never)]
+fn reject<K, S: Service<Req>, Req>(
+    core: &Core<K>,
+    retry_after: Duration,
+    policy: Option<RateLimitPolicy>,
+) -> ResponseFuture<S, Req> {
+    core.counters.add(Decision::Limited);
+    let error = RateLimited::new(core.name(), retry_after)
+        .with_policy(policy.unwrap_or_else(|| core.rate.policy()));
+    tracing::debug!(layer = "ratelimit", name = %core.name(), retry_after = ?retry_after, "limited");
+    ResponseFuture::rejected(error)
+}
+
+impl<S, X: KeyExtractor, D> RateLimit<S, X, D> {
+    /// How long the call may wait: `max_wait`, never up to or past its deadline.
+    fn max_wait<Req>(&self, req: &Req, now_at: Instant) -> u64
+    where
+        D: GetDeadline<Req>,
+    {
+        let max_wait = self.shared.core.max_wait;
+        match self.shared.deadline.deadline(req) {
+            None => max_wait,
+            Some(d) => max_wait.min(nanos(d.remaining_from(now_at)).saturating_sub(1)),
+        }
+    }
+
+    /// A call admitted for later: it takes the readied inner service with it and
+    /// leaves a clone behind.
+    #[cold]
+    #[inline(never)]
+    fn wait<Req>(
+        &mut self,
+        req: Req,
+        now_at: Instant,
+        wait: u64,
+        refund: Refund,
+    ) -> ResponseFuture<S, Req>
+    where
+        S: Service<Req> + Clone,
+    {
+        let core = &*self.shared.core;
+        core.counters.add(Decision::Waited);
+        tracing::debug!(layer = "ratelimit", name = %core.name(), wait_ns = wait, "waiting for its turn");
+        let clone = self.inner.clone();
+        let service = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::waiting(
+            now_at + Duration::from_nanos(wait),
+            service,
+            req,
+            Some(refund),
+            observe(core, now_at),
+        )
     }
 }
 
@@ -127,6 +195,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         let shared = &*self.shared;
         let core = &*shared.core;
@@ -136,60 +205,39 @@ where
         let max_wait = if core.max_wait == 0 {
             0
         } else {
-            match shared.deadline.deadline(&req) {
-                None => core.max_wait,
-                // Never wait up to or past the deadline.
-                Some(d) => core
-                    .max_wait
-                    .min(nanos(d.remaining_from(now_at)).saturating_sub(1)),
-            }
+            self.max_wait(&req, now_at)
         };
-        let observe = core.adaptive.as_ref().map(|a| Observe {
-            adaptive: a.clone(),
-            epoch: core.epoch,
-            start: now_at,
-        });
         let verdict = match &core.store {
             Store::Direct(bucket) => judge(core, bucket, now, max_wait),
             Store::Keyed(keyed) => keyed.with_slot(key, now, |slot| match slot {
                 Slot::Bucket(bucket) => judge(core, bucket, now, max_wait),
-                Slot::Full => Verdict::Reject(
-                    RateLimited::new(core.name(), core.sweep_interval)
-                        .with_policy(core.rate.policy()),
-                ),
+                Slot::Full => Verdict::Reject(core.sweep_interval, None),
             }),
             #[cfg(feature = "redis")]
             Store::Redis(redis) => {
                 let check = crate::redis::check(redis, key, max_wait, &shared.core);
                 let clone = self.inner.clone();
                 let service = std::mem::replace(&mut self.inner, clone);
-                return ResponseFuture::checking(check, service, req, observe);
+                return ResponseFuture::checking(check, service, req, observe(core, now_at));
             }
         };
         match verdict {
             Verdict::Admit => {
                 core.counters.add(Decision::Admitted);
                 tracing::trace!(layer = "ratelimit", name = %core.name(), "admitted");
-                ResponseFuture::running(self.inner.call(req), observe)
+                match &core.adaptive {
+                    None => ResponseFuture::running(self.inner.call(req)),
+                    Some(a) => ResponseFuture::observed(
+                        self.inner.call(req),
+                        Observe {
+                            adaptive: a.clone(),
+                            start: now_at,
+                        },
+                    ),
+                }
             }
-            Verdict::Wait(wait, refund) => {
-                core.counters.add(Decision::Waited);
-                tracing::debug!(layer = "ratelimit", name = %core.name(), wait_ns = wait, "waiting for its turn");
-                let clone = self.inner.clone();
-                let service = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::waiting(
-                    now_at + Duration::from_nanos(wait),
-                    service,
-                    req,
-                    Some(refund),
-                    observe,
-                )
-            }
-            Verdict::Reject(error) => {
-                core.counters.add(Decision::Limited);
-                tracing::debug!(layer = "ratelimit", name = %core.name(), retry_after = ?error.retry_after(), "limited");
-                ResponseFuture::rejected(error)
-            }
+            Verdict::Wait(wait, refund) => self.wait(req, now_at, wait, refund),
+            Verdict::Reject(retry_after, policy) => reject(core, retry_after, policy),
         }
     }
 }
