@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Scrapes /metrics of a real demo server: starts the demo (release build) on a free
+# Scrapes /metrics of a real demo server: starts the demo (debug build, all features:
+# what `cargo test --workspace --all-features` already compiled) on a free
 # loopback port without its load driver, sends it a few requests (one client over its
 # rate limit, so refusals show too), saves the /metrics text to FILE and stops the demo.
 #
@@ -9,9 +10,9 @@ set -euo pipefail
 out="${1:?usage: ops/scrape-demo.sh FILE}"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-cargo build --release --example demo
+cargo build --all-features --example demo
 log="$(mktemp)"
-PORT=0 target/release/examples/demo --no-load --duration 0 >"$log" 2>&1 &
+PORT=0 "${CARGO_TARGET_DIR:-target}/debug/examples/demo" --no-load --duration 0 >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
 
