@@ -11,7 +11,9 @@ BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_DIR/target}"
 SERVER_PIDS=()
-SERVER_LOG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/palisade-bench.XXXXXX")"
+# Under the target dir, not /tmp: a test that tidies /tmp must not pull it away mid-run.
+mkdir -p "$TARGET_DIR"
+SERVER_LOG_DIR="$(mktemp -d "$TARGET_DIR/bench-servers.XXXXXX")"
 
 cleanup_servers() {
     local pid

@@ -10,7 +10,9 @@
 #
 # Criterion runs short (WARMUP=1 s, MEASURE=3 s per benchmark) so the whole suite stays
 # within about 20 minutes on a 2-core machine, builds included. Skip parts with
-# SKIP="http overload" (any of: criterion http overload callgrind).
+# SKIP="http overload" (any of: criterion http overload callgrind). With
+# CRITERION_SINCE="2026-11-25 00:00" (any date `touch -d` reads) the criterion benches
+# are not run again; the tables are made from the figures they wrote since then.
 set -euo pipefail
 BENCH_DIR="$(cd "$(dirname "$0")" && pwd)"
 REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
@@ -18,13 +20,17 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_DIR/target}"
 WARMUP="${WARMUP:-1}"
 MEASURE="${MEASURE:-3}"
 SKIP="${SKIP:-}"
-out="$(mktemp -d "${TMPDIR:-/tmp}/palisade-run.XXXXXX")"
-trap 'rm -rf "$out"' EXIT
+# The tables of the last run stay in $TARGET_DIR/bench-results (one file per table).
+out="$TARGET_DIR/bench-results"
+rm -rf "$out"
+mkdir -p "$out"
 cd "$REPO_DIR"
 skip() { [[ " $SKIP " == *" $1 "* ]]; }
 crit=(-- --warm-up-time "$WARMUP" --measurement-time "$MEASURE")
 
-if ! skip criterion; then
+if [ -n "${CRITERION_SINCE:-}" ]; then
+    touch -d "$CRITERION_SINCE" "$out/start"
+elif ! skip criterion; then
     touch "$out/start"
     sleep 1
     echo "== criterion: root benches" >&2
@@ -33,6 +39,8 @@ if ! skip criterion; then
         echo "== criterion: palisade-${pair%%:*}" >&2
         cargo bench --quiet -p "palisade-${pair%%:*}" --bench "${pair##*:}" "${crit[@]}" >&2
     done
+fi
+if [ -e "$out/start" ]; then
     python3 - "$TARGET_DIR/criterion" "$out/start" "$out" <<'PY'
 import json, os, sys
 root, since = sys.argv[1], os.path.getmtime(sys.argv[2])
@@ -86,11 +94,11 @@ for name in ["stack", "criterion", "http", "overload", "callgrind"]:
     if not os.path.exists(f):
         continue
     body = open(f).read().strip()
-    pat = re.compile(rf"(<!-- run\.sh:{name} -->\n).*?(\n<!-- /run\.sh:{name} -->)", re.S)
+    pat = re.compile(rf"(<!-- run\.sh:{name} -->\n)(?:.*?\n)?(<!-- /run\.sh:{name} -->)", re.S)
     if not pat.search(text):
         print(f"BENCHMARKS.md has no run.sh:{name} markers; left alone", file=sys.stderr)
         continue
-    text = pat.sub(lambda m: m.group(1) + f"_Last run: {day}, `benches/run.sh`._\n\n" + body + m.group(2), text)
+    text = pat.sub(lambda m: m.group(1) + f"_Last run: {day}, `benches/run.sh`._\n\n" + body + "\n" + m.group(2), text)
     print(f"rewrote the {name} table", file=sys.stderr)
 open(path, "w").write(text)
 PY

@@ -261,7 +261,9 @@ impl Tower {
 
 /// Runs `calls` calls of the case named `case` on this thread (inside a tokio
 /// runtime's context), through layers built once in `palisade` and `tower`. Returns
-/// `false` for an unknown name.
+/// `false` for an unknown name. Never inlined: `benches/callgrind.sh` counts only the
+/// instructions run inside it (`--toggle-collect`), on this thread.
+#[inline(never)]
 pub fn run_case(case: &str, palisade: &Palisade, tower: &Tower, calls: u64) -> bool {
     fn go<S>(mut svc: S, calls: u64)
     where
