@@ -9,7 +9,7 @@
 #   callgrind  benches/callgrind.sh: instructions per call
 #
 # Criterion runs short (WARMUP=1 s, MEASURE=3 s per benchmark) so the whole suite stays
-# within about 22 minutes on a 2-core machine, builds included (MEASURE=2: ~18). Skip parts with
+# within about 22 minutes on a 2-core machine, builds included. Skip parts with
 # SKIP="http overload" (any of: criterion http overload callgrind). With
 # CRITERION_SINCE="2026-11-25 00:00" (any date `touch -d` reads) the criterion benches
 # are not run again; the tables are made from the figures they wrote since then.
