@@ -178,10 +178,14 @@ impl Telemetry {
                 .with_current_span(true)
                 .with_span_list(false)
         });
-        let pretty =
-            (self.format == Format::Pretty).then(|| tracing_subscriber::fmt::layer().pretty());
-        let compact =
-            (self.format == Format::Compact).then(|| tracing_subscriber::fmt::layer().compact());
+        // Colours only for a terminal (and never with NO_COLOR set): piped or collected
+        // logs get plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout())
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let pretty = (self.format == Format::Pretty)
+            .then(|| tracing_subscriber::fmt::layer().pretty().with_ansi(ansi));
+        let compact = (self.format == Format::Compact)
+            .then(|| tracing_subscriber::fmt::layer().compact().with_ansi(ansi));
         let subscriber = Registry::default()
             .with(filter)
             .with(json)
