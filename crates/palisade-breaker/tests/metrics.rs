@@ -2,43 +2,11 @@
 
 mod support;
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use metrics_util::{CompositeKey, MetricKind};
+use metrics_util::MetricKind;
+use metrics_util::debugging::DebuggingRecorder;
 use palisade_breaker::BreakerConfig;
+use palisade_testkit::metrics::{Val, find};
 use support::{Act, deterministic, guarded, send};
-
-#[derive(Debug, PartialEq)]
-enum Val {
-    Counter(u64),
-    Gauge(f64),
-    Histogram(usize),
-}
-
-fn find(
-    snapshot: &[(
-        CompositeKey,
-        Option<metrics::Unit>,
-        Option<metrics::SharedString>,
-        DebugValue,
-    )],
-    kind: MetricKind,
-    name: &str,
-    labels: &[(&str, &str)],
-) -> Option<Val> {
-    snapshot.iter().find_map(|(k, _, _, v)| {
-        let key = k.key();
-        let matches = k.kind() == kind
-            && key.name() == name
-            && labels
-                .iter()
-                .all(|(lk, lv)| key.labels().any(|l| l.key() == *lk && l.value() == *lv));
-        matches.then(|| match v {
-            DebugValue::Counter(c) => Val::Counter(*c),
-            DebugValue::Gauge(g) => Val::Gauge(g.into_inner()),
-            DebugValue::Histogram(h) => Val::Histogram(h.len()),
-        })
-    })
-}
 
 #[test]
 fn state_calls_transitions_and_durations() {
@@ -105,7 +73,7 @@ fn state_calls_transitions_and_durations() {
         "palisade_breaker_call_duration_seconds",
         &[("name", "m")],
     ) {
-        Some(Val::Histogram(n)) => assert_eq!(n, 4, "one per admitted call"),
+        Some(Val::Histogram(samples)) => assert_eq!(samples.len(), 4, "one per admitted call"),
         other => panic!("no histogram: {other:?}"),
     }
 }

@@ -4,41 +4,14 @@ mod support;
 
 use std::time::Duration;
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use metrics_util::{CompositeKey, MetricKind};
+use metrics_util::MetricKind;
+use metrics_util::debugging::DebuggingRecorder;
 use palisade_bulkhead::BulkheadLayer;
+use palisade_testkit::metrics::{Row, Val, find};
+
+type Snapshot = Vec<Row>;
 use support::*;
 use tower::{Layer, ServiceExt};
-
-type Snapshot = Vec<(
-    CompositeKey,
-    Option<metrics::Unit>,
-    Option<metrics::SharedString>,
-    DebugValue,
-)>;
-
-#[derive(Debug, PartialEq)]
-enum Val {
-    Counter(u64),
-    Gauge(f64),
-    Histogram(Vec<f64>),
-}
-
-fn find(snapshot: &Snapshot, kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> Option<Val> {
-    snapshot.iter().find_map(|(k, _, _, v)| {
-        let key = k.key();
-        let matches = k.kind() == kind
-            && key.name() == name
-            && labels
-                .iter()
-                .all(|(lk, lv)| key.labels().any(|l| l.key() == *lk && l.value() == *lv));
-        matches.then(|| match v {
-            DebugValue::Counter(c) => Val::Counter(*c),
-            DebugValue::Gauge(g) => Val::Gauge(g.into_inner()),
-            DebugValue::Histogram(h) => Val::Histogram(h.iter().map(|x| x.into_inner()).collect()),
-        })
-    })
-}
 
 #[test]
 fn gauges_counters_and_wait_histogram() {

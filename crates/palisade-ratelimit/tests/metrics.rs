@@ -2,34 +2,17 @@
 
 use std::time::Duration;
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use metrics_util::{CompositeKey, MetricKind};
+use metrics_util::MetricKind;
+use metrics_util::debugging::DebuggingRecorder;
 use palisade_core::BoxError;
 use palisade_ratelimit::key::key_fn;
 use palisade_ratelimit::{Quota, RateLimitLayer};
+use palisade_testkit::metrics::Row;
 use tower::{Layer, ServiceExt, service_fn};
 
-type Snapshot = Vec<(
-    CompositeKey,
-    Option<metrics::Unit>,
-    Option<metrics::SharedString>,
-    DebugValue,
-)>;
-
-fn find(snapshot: &Snapshot, kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    snapshot.iter().find_map(|(k, _, _, v)| {
-        let key = k.key();
-        let matches = k.kind() == kind
-            && key.name() == name
-            && labels
-                .iter()
-                .all(|(lk, lv)| key.labels().any(|l| l.key() == *lk && l.value() == *lv));
-        matches.then(|| match v {
-            DebugValue::Counter(c) => *c as f64,
-            DebugValue::Gauge(g) => g.into_inner(),
-            DebugValue::Histogram(h) => h.len() as f64,
-        })
-    })
+/// A metric's value as a number (see `palisade_testkit::metrics::Val::as_f64`).
+fn find(rows: &[Row], kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    palisade_testkit::metrics::find(rows, kind, name, labels).map(|v| v.as_f64())
 }
 
 #[test]

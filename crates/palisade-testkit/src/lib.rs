@@ -3,6 +3,7 @@
 //! - [`CountingAllocator`]: a global allocator that counts allocations per thread, so a
 //!   test can prove a layer's hot path allocates nothing of its own.
 //! - [`ready_now`]: drives a future that must complete without waiting.
+//! - [`metrics::find`]: a metric's value in a debugging recorder's snapshot.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -84,5 +85,68 @@ pub fn ready_now<F: Future>(fut: F) -> F::Output {
     match pin!(fut).poll(&mut cx) {
         Poll::Ready(v) => v,
         Poll::Pending => panic!("future was expected to complete without waiting"),
+    }
+}
+
+/// Reading metrics from a `metrics_util` debugging recorder's snapshot, as the layer
+/// crates' metric tests do.
+pub mod metrics {
+    use metrics_util::debugging::DebugValue;
+    use metrics_util::{CompositeKey, MetricKind};
+
+    /// One row of `Snapshotter::snapshot().into_vec()`.
+    pub type Row = (
+        CompositeKey,
+        Option<metrics::Unit>,
+        Option<metrics::SharedString>,
+        DebugValue,
+    );
+
+    /// A metric's value, in the form tests compare.
+    #[derive(Debug, PartialEq)]
+    pub enum Val {
+        /// A counter's total.
+        Counter(u64),
+        /// A gauge's value.
+        Gauge(f64),
+        /// A histogram's samples, oldest first.
+        Histogram(Vec<f64>),
+    }
+
+    impl Val {
+        /// The value as a number: a counter's total, a gauge's value, a histogram's
+        /// number of samples.
+        pub fn as_f64(&self) -> f64 {
+            match self {
+                Val::Counter(c) => *c as f64,
+                Val::Gauge(g) => *g,
+                Val::Histogram(h) => h.len() as f64,
+            }
+        }
+    }
+
+    /// The first metric of `kind` named `name` whose labels include every pair of
+    /// `labels`.
+    pub fn find(
+        rows: &[Row],
+        kind: MetricKind,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Option<Val> {
+        rows.iter().find_map(|(k, _, _, v)| {
+            let key = k.key();
+            let matches = k.kind() == kind
+                && key.name() == name
+                && labels
+                    .iter()
+                    .all(|(lk, lv)| key.labels().any(|l| l.key() == *lk && l.value() == *lv));
+            matches.then(|| match v {
+                DebugValue::Counter(c) => Val::Counter(*c),
+                DebugValue::Gauge(g) => Val::Gauge(g.into_inner()),
+                DebugValue::Histogram(h) => {
+                    Val::Histogram(h.iter().map(|x| x.into_inner()).collect())
+                }
+            })
+        })
     }
 }

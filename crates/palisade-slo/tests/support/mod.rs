@@ -4,8 +4,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use metrics_util::debugging::DebugValue;
-use metrics_util::{CompositeKey, MetricKind};
 use palisade_slo::{BudgetEvent, ErrorBudget};
 
 pub const MINUTE: Duration = Duration::from_secs(60);
@@ -47,36 +45,6 @@ pub fn describe(e: &BudgetEvent) -> (&'static str, u64) {
     }
 }
 
-#[derive(Debug, PartialEq)]
-pub enum Val {
-    Counter(u64),
-    Gauge(f64),
-}
-
-pub type Snapshot = [(
-    CompositeKey,
-    Option<metrics::Unit>,
-    Option<metrics::SharedString>,
-    DebugValue,
-)];
-
-pub fn find(
-    snapshot: &Snapshot,
-    kind: MetricKind,
-    name: &str,
-    labels: &[(&str, &str)],
-) -> Option<Val> {
-    snapshot.iter().find_map(|(k, _, _, v)| {
-        let key = k.key();
-        let matches = k.kind() == kind
-            && key.name() == name
-            && labels
-                .iter()
-                .all(|(lk, lv)| key.labels().any(|l| l.key() == *lk && l.value() == *lv));
-        matches.then(|| match v {
-            DebugValue::Counter(c) => Val::Counter(*c),
-            DebugValue::Gauge(g) => Val::Gauge(g.into_inner()),
-            DebugValue::Histogram(_) => unreachable!("no histograms here"),
-        })
-    })
-}
+// Not every test binary that includes this module reads metrics.
+#[allow(unused_imports)]
+pub use palisade_testkit::metrics::{Val, find};
