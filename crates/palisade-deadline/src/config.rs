@@ -196,7 +196,7 @@ impl Budgets {
     }
 
     #[inline]
-    fn is_flat(&self) -> bool {
+    pub(crate) fn is_flat(&self) -> bool {
         self.routes.is_empty() && self.methods.is_empty() && self.grpc_methods.is_empty()
     }
 

@@ -91,6 +91,7 @@ impl DeadlineHandle {
     }
 
     fn changed(&self) {
+        self.shared.refresh_flat();
         let budgets = self.shared.budgets.load();
         tracing::info!(
             name = %self.shared.name,

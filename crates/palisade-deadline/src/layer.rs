@@ -1,6 +1,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -23,8 +24,12 @@ pub(crate) struct Shared {
     pub(crate) name: &'static str,
     /// Where response futures find this state (they hold the slot, not an `Arc`).
     pub(crate) slot: Slot,
-    /// Its own `Arc` so each service can keep an `arc_swap` cache of it.
     pub(crate) budgets: Arc<ArcSwap<Budgets>>,
+    /// The default budget, packed (see `flat_nanos`), while the table is flat (no
+    /// routes, methods or gRPC methods), else [`NOT_FLAT`]: the common case costs one relaxed load per
+    /// call, and services need no cache of the table (a cache is two reference counts
+    /// per service clone, and axum clones the stack for every request).
+    pub(crate) flat: AtomicU64,
     pub(crate) grpc_timeout: bool,
     pub(crate) header: Option<HeaderName>,
     pub(crate) on_malformed: MalformedHeader,
@@ -38,18 +43,41 @@ thread_local! {
     pub(crate) static CACHE: RefCell<Cache<Shared>> = const { RefCell::new(Cache::new()) };
 }
 
-/// Held by the layer and its services: when the last is dropped, the state's slot is
-/// retired and futures still in flight no longer find it.
+/// [`Shared::flat`] when the table has more than a default.
+const NOT_FLAT: u64 = u64::MAX;
+
+/// Held by the layer and its services (handles hold the [`Shared`] alone): when the
+/// last is dropped, the state's slot is retired and futures still in flight no longer
+/// find it. One `Arc` per service, so a service clone costs one reference count.
 #[derive(Debug)]
-pub(crate) struct Owner(pub(crate) Slot);
+pub(crate) struct Owner {
+    pub(crate) shared: Arc<Shared>,
+}
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        DEADLINES.retire(self.0);
+        DEADLINES.retire(self.shared.slot);
     }
 }
 
 impl Shared {
+    /// The table's budget for `req`.
+    #[inline]
+    pub(crate) fn budget_for<B>(&self, req: &http::Request<B>) -> Duration {
+        match self.flat.load(Relaxed) {
+            NOT_FLAT => self.budgets.load().for_request(req),
+            // Packed, not nanoseconds: unpacking is a shift and a mask, where
+            // `Duration::from_nanos` divides by 10^9 (tens of cycles).
+            packed => Duration::new(packed >> NANOS_BITS, (packed & NANOS_MASK) as u32),
+        }
+    }
+
+    /// Brings [`flat`](Self::flat) in line with the table in force; called after every
+    /// change of the table.
+    pub(crate) fn refresh_flat(&self) {
+        self.flat.store(flat_nanos(&self.budgets.load()), Relaxed);
+    }
+
     /// Deals with an unreadable inbound header: `Some(error)` to reject the call.
     #[cold]
     pub(crate) fn malformed(&self, error: HeaderError) -> Option<HeaderError> {
@@ -84,7 +112,6 @@ impl Shared {
 /// [`DeadlineHandle`]. `P` chooses budgets ahead of the table (see
 /// [`budget_fn`](DeadlineLayer::budget_fn)); the default, [`TableOnly`], uses the table.
 pub struct DeadlineLayer<P = TableOnly> {
-    shared: Arc<Shared>,
     owner: Arc<Owner>,
     policy: P,
 }
@@ -132,6 +159,7 @@ impl DeadlineLayer {
             slot: DEADLINES.register(weak.clone()),
             metrics,
             name,
+            flat: AtomicU64::new(flat_nanos(&config.budgets)),
             budgets: Arc::new(ArcSwap::from_pointee(config.budgets)),
             grpc_timeout: config.grpc_timeout,
             header,
@@ -139,8 +167,7 @@ impl DeadlineLayer {
             max_inbound: config.max_inbound,
         });
         Ok(Self {
-            owner: Arc::new(Owner(shared.slot)),
-            shared,
+            owner: Arc::new(Owner { shared }),
             policy: TableOnly,
         })
     }
@@ -169,7 +196,6 @@ impl<P> DeadlineLayer<P> {
     /// Chooses budgets with any [`BudgetPolicy`] ahead of the table.
     pub fn policy<Q: BudgetPolicy + Clone>(self, policy: Q) -> DeadlineLayer<Q> {
         DeadlineLayer {
-            shared: self.shared,
             owner: self.owner,
             policy,
         }
@@ -177,19 +203,18 @@ impl<P> DeadlineLayer<P> {
 
     /// The handle that reads and changes the budgets of this layer and all its clones.
     pub fn handle(&self) -> DeadlineHandle {
-        DeadlineHandle::new(self.shared.clone())
+        DeadlineHandle::new(self.owner.shared.clone())
     }
 
     /// The layer's name.
     pub fn name(&self) -> &str {
-        self.shared.name
+        self.owner.shared.name
     }
 }
 
 impl<P: Clone> Clone for DeadlineLayer<P> {
     fn clone(&self) -> Self {
         Self {
-            shared: self.shared.clone(),
             owner: self.owner.clone(),
             policy: self.policy.clone(),
         }
@@ -199,12 +224,12 @@ impl<P: Clone> Clone for DeadlineLayer<P> {
 impl<P> fmt::Debug for DeadlineLayer<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeadlineLayer")
-            .field("name", &self.shared.name)
-            .field("budgets", &self.shared.budgets.load())
-            .field("grpc_timeout", &self.shared.grpc_timeout)
-            .field("header", &self.shared.header)
-            .field("on_malformed", &self.shared.on_malformed)
-            .field("max_inbound", &self.shared.max_inbound)
+            .field("name", &self.owner.shared.name)
+            .field("budgets", &self.owner.shared.budgets.load())
+            .field("grpc_timeout", &self.owner.shared.grpc_timeout)
+            .field("header", &self.owner.shared.header)
+            .field("on_malformed", &self.owner.shared.on_malformed)
+            .field("max_inbound", &self.owner.shared.max_inbound)
             .field("policy", &std::any::type_name::<P>())
             .finish()
     }
@@ -214,12 +239,7 @@ impl<S, P: Clone> Layer<S> for DeadlineLayer<P> {
     type Service = DeadlineService<S, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        DeadlineService::new(
-            inner,
-            self.shared.clone(),
-            self.owner.clone(),
-            self.policy.clone(),
-        )
+        DeadlineService::new(inner, self.owner.clone(), self.policy.clone())
     }
 }
 
@@ -326,5 +346,20 @@ impl<S, G: Clone> Layer<S> for PropagateDeadlineLayer<G> {
 
     fn layer(&self, inner: S) -> Self::Service {
         PropagateDeadline::new(inner, self.shared.clone(), self.get.clone())
+    }
+}
+
+/// Bits of [`Shared::flat`] that hold the sub-second nanoseconds (< 2^30).
+const NANOS_BITS: u32 = 30;
+const NANOS_MASK: u64 = (1 << NANOS_BITS) - 1;
+
+/// The default budget packed as `secs << 30 | subsec_nanos` if `budgets` is flat (and
+/// the budget under 2^34 s, some 500 years), else [`NOT_FLAT`].
+fn flat_nanos(budgets: &Budgets) -> u64 {
+    let d = budgets.default_value();
+    if budgets.is_flat() && d.as_secs() < (1 << (64 - NANOS_BITS)) - 1 {
+        (d.as_secs() << NANOS_BITS) | u64::from(d.subsec_nanos())
+    } else {
+        NOT_FLAT
     }
 }

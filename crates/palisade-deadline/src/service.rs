@@ -3,15 +3,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use std::{fmt, mem};
 
-use arc_swap::ArcSwap;
-use arc_swap::cache::Cache;
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use palisade_core::headers::{grpc_timeout, millis};
 use palisade_core::{Deadline, GetDeadline, HeaderError};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use crate::config::Budgets;
 use crate::error::{BoxError, DeadlineExceeded, DeadlineSource};
 use crate::future::{PropagateFuture, ResponseFuture};
 use crate::handle::DeadlineHandle;
@@ -32,20 +29,16 @@ static GRPC_TIMEOUT: HeaderName = HeaderName::from_static(grpc_timeout::NAME);
 /// service for the next call.
 pub struct DeadlineService<S, P> {
     inner: S,
-    shared: Arc<Shared>,
+    /// The layer's state, and its slot's lease: one reference count per clone (axum
+    /// clones the whole stack for every request).
     owner: Arc<Owner>,
-    /// The budget table, re-read only when the handle has replaced it: one relaxed
-    /// atomic load per call.
-    budgets: Cache<Arc<ArcSwap<Budgets>>, Arc<Budgets>>,
     policy: P,
 }
 
 impl<S, P> DeadlineService<S, P> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared>, owner: Arc<Owner>, policy: P) -> Self {
+    pub(crate) fn new(inner: S, owner: Arc<Owner>, policy: P) -> Self {
         Self {
             inner,
-            budgets: Cache::new(shared.budgets.clone()),
-            shared,
             owner,
             policy,
         }
@@ -68,7 +61,7 @@ impl<S, P> DeadlineService<S, P> {
 
     /// The handle of the layer this service came from.
     pub fn handle(&self) -> DeadlineHandle {
-        DeadlineHandle::new(self.shared.clone())
+        DeadlineHandle::new(self.owner.shared.clone())
     }
 }
 
@@ -76,9 +69,7 @@ impl<S: Clone, P: Clone> Clone for DeadlineService<S, P> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            shared: self.shared.clone(),
             owner: self.owner.clone(),
-            budgets: self.budgets.clone(),
             policy: self.policy.clone(),
         }
     }
@@ -87,7 +78,7 @@ impl<S: Clone, P: Clone> Clone for DeadlineService<S, P> {
 impl<S: fmt::Debug, P> fmt::Debug for DeadlineService<S, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeadlineService")
-            .field("name", &self.shared.name)
+            .field("name", &self.owner.shared.name)
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
@@ -126,12 +117,12 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let shared = &*self.shared;
+        let shared = &*self.owner.shared;
         let now = Instant::now();
 
         let budget = match self.policy.budget(&RequestHead::from_request(&req)) {
             Some(budget) => budget,
-            None => self.budgets.load().for_request(&req),
+            None => shared.budget_for(&req),
         };
         let mut earliest = Earliest {
             deadline: Deadline::after_from(now, budget),
@@ -171,7 +162,7 @@ where
             deadline.instant(),
             now,
             source,
-            self.shared.slot,
+            shared.slot,
         )
     }
 }

@@ -486,6 +486,12 @@ async fn handle_changes_budget_for_new_calls_only() {
     assert_eq!(handle.name(), "api");
     let from_service = layer.layer(remaining_svc()).handle();
     assert_eq!(from_service.budget_for(&Method::GET, "/"), secs(5));
+
+    // Back to a flat table (a default only): the routes are gone for the next calls.
+    handle.set_budgets(Budgets::new(secs(4))).unwrap();
+    assert_eq!(seen_budget(&layer, get("/slow/x")).await, secs(4));
+    let del = Request::delete("/x").body(()).unwrap();
+    assert_eq!(seen_budget(&layer, del).await, secs(4));
 }
 
 #[tokio::test(start_paused = true)]
