@@ -12,26 +12,19 @@ use support::{Act, deterministic, guarded, send};
 fn state_calls_transitions_and_durations() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let config = BreakerConfig::new()
-                .consecutive_failures(Some(2))
-                .open_jitter(0.0)
-                .record_duration(true);
-            let layer = deterministic().name("m").config(config).build().unwrap();
-            let (svc, _) = guarded(&layer);
-            send(&svc, Act::Ok).await.unwrap();
-            send(&svc, Act::BadInput).await.unwrap_err();
-            send(&svc, Act::Fail).await.unwrap_err();
-            send(&svc, Act::Fail).await.unwrap_err();
-            send(&svc, Act::Ok).await.unwrap_err();
-            palisade_core::collect::collect_all();
-        });
+    palisade_testkit::on_paused_runtime(&recorder, || async {
+        let config = BreakerConfig::new()
+            .consecutive_failures(Some(2))
+            .open_jitter(0.0)
+            .record_duration(true);
+        let layer = deterministic().name("m").config(config).build().unwrap();
+        let (svc, _) = guarded(&layer);
+        send(&svc, Act::Ok).await.unwrap();
+        send(&svc, Act::BadInput).await.unwrap_err();
+        send(&svc, Act::Fail).await.unwrap_err();
+        send(&svc, Act::Fail).await.unwrap_err();
+        send(&svc, Act::Ok).await.unwrap_err();
+        palisade_core::collect::collect_all();
     });
     let snap = snapshotter.snapshot().into_vec();
     let gauge = |state| {

@@ -18,62 +18,55 @@ fn gauges_counters_and_wait_histogram() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let mut during: Option<Snapshot> = None;
-    metrics::with_local_recorder(&recorder, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
+    palisade_testkit::on_paused_runtime(&recorder, || async {
+        let layer = BulkheadLayer::builder()
+            .name("m")
+            .max_concurrent(2)
+            .max_queue(1)
+            .max_wait(Duration::from_millis(30))
+            .record_wait(true)
+            .deadline(deadline_of as fn(&Req) -> Option<palisade_core::Deadline>)
             .build()
             .unwrap();
-        rt.block_on(async {
-            let layer = BulkheadLayer::builder()
-                .name("m")
-                .max_concurrent(2)
-                .max_queue(1)
-                .max_wait(Duration::from_millis(30))
-                .record_wait(true)
-                .deadline(deadline_of as fn(&Req) -> Option<palisade_core::Deadline>)
-                .build()
-                .unwrap();
-            let h = layer.handle();
-            let (mock, mut handle) = tower_test::mock::pair::<Req, u32>();
-            let svc = layer.layer(mock);
-            let a = spawn_call(&svc, req(1));
-            let b = spawn_call(&svc, req(2));
-            let c = spawn_call(&svc, req(3));
-            settle().await;
-            // Queue full, and an expired deadline.
-            svc.clone().oneshot(req(4)).await.unwrap_err();
-            svc.clone()
-                .oneshot(req_due(5, Duration::ZERO))
-                .await
-                .unwrap_err();
-            palisade_core::collect::collect_all();
-            during = Some(snapshotter.snapshot().into_vec());
-            // The queued call waits 20 ms, then gets a permit.
-            tokio::time::advance(Duration::from_millis(20)).await;
-            answer_next(&mut handle).await;
-            settle().await;
-            answer_next(&mut handle).await;
-            answer_next(&mut handle).await;
-            for t in [a, b, c] {
-                t.await.unwrap().unwrap();
-            }
-            // A waiter that times out.
-            let blockers: Vec<_> = (0..2).map(|i| spawn_call(&svc, req(10 + i))).collect();
-            settle().await;
-            let late = spawn_call(&svc, req(20));
-            settle().await;
-            tokio::time::advance(Duration::from_millis(30)).await;
-            late.await.unwrap().unwrap_err();
-            answer_next(&mut handle).await;
-            answer_next(&mut handle).await;
-            for t in blockers {
-                t.await.unwrap().unwrap();
-            }
-            h.set_limit(5).unwrap();
-            // Reading stats publishes the gauges too.
-            assert_eq!(h.stats().in_flight, 0);
-        });
+        let h = layer.handle();
+        let (mock, mut handle) = tower_test::mock::pair::<Req, u32>();
+        let svc = layer.layer(mock);
+        let a = spawn_call(&svc, req(1));
+        let b = spawn_call(&svc, req(2));
+        let c = spawn_call(&svc, req(3));
+        settle().await;
+        // Queue full, and an expired deadline.
+        svc.clone().oneshot(req(4)).await.unwrap_err();
+        svc.clone()
+            .oneshot(req_due(5, Duration::ZERO))
+            .await
+            .unwrap_err();
+        palisade_core::collect::collect_all();
+        during = Some(snapshotter.snapshot().into_vec());
+        // The queued call waits 20 ms, then gets a permit.
+        tokio::time::advance(Duration::from_millis(20)).await;
+        answer_next(&mut handle).await;
+        settle().await;
+        answer_next(&mut handle).await;
+        answer_next(&mut handle).await;
+        for t in [a, b, c] {
+            t.await.unwrap().unwrap();
+        }
+        // A waiter that times out.
+        let blockers: Vec<_> = (0..2).map(|i| spawn_call(&svc, req(10 + i))).collect();
+        settle().await;
+        let late = spawn_call(&svc, req(20));
+        settle().await;
+        tokio::time::advance(Duration::from_millis(30)).await;
+        late.await.unwrap().unwrap_err();
+        answer_next(&mut handle).await;
+        answer_next(&mut handle).await;
+        for t in blockers {
+            t.await.unwrap().unwrap();
+        }
+        h.set_limit(5).unwrap();
+        // Reading stats publishes the gauges too.
+        assert_eq!(h.stats().in_flight, 0);
     });
     let during = during.unwrap();
     let gauge = |snap: &Snapshot, name| find(snap, MetricKind::Gauge, name, &[("name", "m")]);

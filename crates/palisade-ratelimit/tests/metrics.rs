@@ -19,30 +19,23 @@ fn find(rows: &[Row], kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> 
 fn decisions_keys_and_rate() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
+    palisade_testkit::on_paused_runtime(&recorder, || async {
+        let layer = RateLimitLayer::builder()
+            .name("m")
+            .quota(Quota::per_second(10).with_burst(1))
+            .max_wait(Duration::from_millis(150))
+            .keyed(key_fn(|x: &u32| Some(*x)))
             .build()
             .unwrap();
-        rt.block_on(async {
-            let layer = RateLimitLayer::builder()
-                .name("m")
-                .quota(Quota::per_second(10).with_burst(1))
-                .max_wait(Duration::from_millis(150))
-                .keyed(key_fn(|x: &u32| Some(*x)))
-                .build()
-                .unwrap();
-            let handle = layer.handle();
-            let svc = layer.layer(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
-            svc.clone().oneshot(1).await.unwrap(); // admitted
-            svc.clone().oneshot(2).await.unwrap(); // admitted, second key
-            let (a, b) = tokio::join!(svc.clone().oneshot(1), svc.clone().oneshot(1));
-            a.unwrap(); // waited 100 ms
-            b.unwrap_err(); // would wait 200 ms: limited
-            handle.set_rate(20).unwrap();
-            palisade_core::collect::collect_all();
-        });
+        let handle = layer.handle();
+        let svc = layer.layer(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
+        svc.clone().oneshot(1).await.unwrap(); // admitted
+        svc.clone().oneshot(2).await.unwrap(); // admitted, second key
+        let (a, b) = tokio::join!(svc.clone().oneshot(1), svc.clone().oneshot(1));
+        a.unwrap(); // waited 100 ms
+        b.unwrap_err(); // would wait 200 ms: limited
+        handle.set_rate(20).unwrap();
+        palisade_core::collect::collect_all();
     });
     let snap = snapshotter.snapshot().into_vec();
     let decision = |d| {

@@ -15,43 +15,36 @@ use tower::{ServiceExt, service_fn};
 fn budget_and_throttle_metrics() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
+    palisade_testkit::on_paused_runtime(&recorder, || async {
+        let budget = ErrorBudget::new("m", presets::four_nines_30_days()).unwrap();
+        // 2 healthy hours, then 1 hour at 2 % (burn 200): page and exhaustion.
+        for _ in 0..120 {
+            minute(&budget, 100, 0).await;
+        }
+        for _ in 0..60 {
+            minute(&budget, 98, 2).await;
+        }
+        let throttle = AdaptiveThrottleLayer::builder()
+            .name("t")
+            .seed(3)
             .build()
             .unwrap();
-        rt.block_on(async {
-            let budget = ErrorBudget::new("m", presets::four_nines_30_days()).unwrap();
-            // 2 healthy hours, then 1 hour at 2 % (burn 200): page and exhaustion.
-            for _ in 0..120 {
-                minute(&budget, 100, 0).await;
-            }
-            for _ in 0..60 {
-                minute(&budget, 98, 2).await;
-            }
-            let throttle = AdaptiveThrottleLayer::builder()
-                .name("t")
-                .seed(3)
-                .build()
-                .unwrap();
-            let svc = tower::ServiceBuilder::new()
-                .layer(throttle)
-                .service(service_fn(|fail: bool| async move {
-                    if fail {
-                        Err::<(), BoxError>(
-                            std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into(),
-                        )
-                    } else {
-                        Ok(())
-                    }
-                }));
-            for i in 0..100 {
-                let _ = svc.clone().oneshot(i >= 10).await;
-            }
-            palisade_core::collect::collect_all();
-            tokio::time::advance(Duration::from_secs(1)).await;
-        });
+        let svc = tower::ServiceBuilder::new()
+            .layer(throttle)
+            .service(service_fn(|fail: bool| async move {
+                if fail {
+                    Err::<(), BoxError>(
+                        std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into(),
+                    )
+                } else {
+                    Ok(())
+                }
+            }));
+        for i in 0..100 {
+            let _ = svc.clone().oneshot(i >= 10).await;
+        }
+        palisade_core::collect::collect_all();
+        tokio::time::advance(Duration::from_secs(1)).await;
     });
     let snap = snapshotter.snapshot().into_vec();
     let m = |kind, name, labels: &[(&str, &str)]| find(&snap, kind, name, labels);

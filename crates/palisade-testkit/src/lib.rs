@@ -4,6 +4,7 @@
 //!   test can prove a layer's hot path allocates nothing of its own.
 //! - [`ready_now`]: drives a future that must complete without waiting.
 //! - [`metrics::find`]: a metric's value in a debugging recorder's snapshot.
+//! - [`on_paused_runtime`]: a paused current-thread runtime with a local metrics recorder.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -149,4 +150,21 @@ pub mod metrics {
             })
         })
     }
+}
+
+/// Runs `test` to completion on a current-thread runtime whose clock starts paused,
+/// with `recorder` as this thread's `metrics` recorder: the setup of the layer crates'
+/// metric tests.
+pub fn on_paused_runtime<Fut: Future<Output = ()>>(
+    recorder: &metrics_util::debugging::DebuggingRecorder,
+    test: impl FnOnce() -> Fut,
+) {
+    ::metrics::with_local_recorder(recorder, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("a current-thread runtime")
+            .block_on(test());
+    });
 }
