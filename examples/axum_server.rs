@@ -31,14 +31,12 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
 use axum::http::{StatusCode, Uri};
 use axum::routing::get;
 use palisade::ServiceBuilderExt;
 use palisade::breaker::BreakerLayer;
 use palisade::bulkhead::BulkheadLayer;
 use palisade::core::BoxError;
-use palisade::core::rejection::error_response;
 use palisade::deadline::DeadlineLayer;
 use palisade::health::{
     HealthRegistry, HealthService, IndicatorCheck, Registration, Shutdown, check_fn,
@@ -90,9 +88,7 @@ async fn main() -> Result<(), BoxError> {
     // Outermost first: rejections become 429/503/504 responses, then rate limit,
     // deadline, error budget, bulkhead, breaker, and the handler.
     let stack = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(|err: BoxError| async move {
-            error_response(&*err)
-        }))
+        .error_responses()
         .rate_limited(
             RateLimitLayer::http()
                 .name("api")

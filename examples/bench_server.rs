@@ -106,6 +106,11 @@ struct Args {
     /// Time every answer and serve `GET /stats`.
     #[arg(long)]
     stats: bool,
+    /// Serve no socket: send this many `GET /` requests straight into the router, on
+    /// one thread, and exit (for `valgrind --tool=callgrind`: the in-process cost of a
+    /// request, network excluded).
+    #[arg(long)]
+    in_process: Option<u64>,
 }
 
 /// The backend: answers at once, or holds one of `workers` permits for the service time.
@@ -336,9 +341,7 @@ fn app(args: &Args) -> Result<Router, BoxError> {
             });
             let budget = ErrorBudget::new("api", presets::three_nines_24_hours())?;
             let stack = ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|err: BoxError| async move {
-                    error_response(&*err).into_response()
-                }))
+                .error_responses()
                 .rate_limited(RateLimitLayer::http().name("api").quota(quota).build()?)
                 .error_budget(budget.http_layer())
                 .deadline(
@@ -414,6 +417,9 @@ fn main() -> Result<(), BoxError> {
     if args.threads == 0 {
         return Err("--threads: must be at least 1".into());
     }
+    if let Some(requests) = args.in_process {
+        return in_process(&args, requests);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads)
         .enable_all()
@@ -437,4 +443,37 @@ fn main() -> Result<(), BoxError> {
         axum::serve(listener, app).await?;
         Ok(())
     })
+}
+
+/// `--in-process N`: N requests through the router on a current-thread runtime, each
+/// built, answered and its body read, as the server would; no socket.
+fn in_process(args: &Args, requests: u64) -> Result<(), BoxError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let _prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|e| format!("installing the Prometheus recorder: {e}"))?;
+        let app = app(args)?;
+        let mut ok = 0u64;
+        for _ in 0..requests {
+            ok += u64::from(in_process_request(&app).await?);
+        }
+        if ok != requests {
+            return Err(format!("{} of {requests} requests failed", requests - ok).into());
+        }
+        Ok(())
+    })
+}
+
+/// One request through a clone of the router (as hyper's connection task does);
+/// whether it answered 200. Named, so callgrind can count only this.
+#[inline(never)]
+async fn in_process_request(app: &Router) -> Result<bool, BoxError> {
+    let req = http::Request::get("/").body(Body::empty())?;
+    let res = app.clone().oneshot(req).await?;
+    let ok = res.status() == StatusCode::OK;
+    axum::body::to_bytes(res.into_body(), 1024).await?;
+    Ok(ok)
 }

@@ -29,6 +29,7 @@ mod sealed {
 /// # Recommended order (outermost first)
 ///
 /// **Servers:** `request_metrics` (count every answer, refusals included) →
+/// `error_responses` (layer errors answered as 429 / 503 / 504) →
 /// `rate_limited` (refuse abusive callers before they cost anything) →
 /// `deadline` (fix the call's budget before anything waits, so every wait inside can
 /// honour it) → `error_budget` (sees every outcome the client sees) → `bulkhead` (bound
@@ -106,6 +107,13 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
         self,
         layer: crate::request_metrics::RequestMetricsLayer<R>,
     ) -> ServiceBuilder<tower::layer::util::Stack<crate::request_metrics::RequestMetricsLayer<R>, L>>;
+
+    /// Answers the errors of everything inside with HTTP responses (429, 503, 504, …),
+    /// without boxing: [`ErrorResponseLayer::new`](crate::rejection::ErrorResponseLayer::new).
+    #[cfg(feature = "http")]
+    fn error_responses(
+        self,
+    ) -> ServiceBuilder<tower::layer::util::Stack<crate::rejection::ErrorResponseLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -175,5 +183,12 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     ) -> ServiceBuilder<tower::layer::util::Stack<crate::request_metrics::RequestMetricsLayer<R>, L>>
     {
         self.layer(layer)
+    }
+
+    #[cfg(feature = "http")]
+    fn error_responses(
+        self,
+    ) -> ServiceBuilder<tower::layer::util::Stack<crate::rejection::ErrorResponseLayer, L>> {
+        self.layer(crate::rejection::ErrorResponseLayer::new())
     }
 }

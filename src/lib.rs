@@ -99,5 +99,8 @@ pub mod config;
 pub mod metrics;
 #[cfg(feature = "request-metrics")]
 pub mod request_metrics;
+
+#[cfg(feature = "http")]
+pub mod rejection;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;

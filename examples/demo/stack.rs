@@ -3,7 +3,7 @@
 //! Outermost first:
 //!
 //! ```text
-//! HandleErrorLayer        layer errors → 429 / 503 / 504 with their headers
+//! ErrorResponseLayer      layer errors → 429 / 503 / 504 with their headers
 //! RED request metrics     palisade_requests_total{route,status}, duration, in flight
 //! rate limit              per `x-client-id`, local buckets or Redis
 //! error budget            every outcome the client sees once admitted, timeouts included
@@ -20,14 +20,14 @@
 //! file (`--config`): its stack `api` sets the server's rate limit, deadline and
 //! bulkhead, its stack `backend` the client's breaker and retries.
 
+use std::error::Error;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::error_handling::HandleErrorLayer;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get_service;
 use http::header::CONTENT_TYPE;
 use http::{HeaderName, HeaderValue, Request, StatusCode};
@@ -43,6 +43,7 @@ use palisade::ratelimit::key::HeaderKey;
 #[cfg(feature = "redis")]
 use palisade::ratelimit::redis::RedisConfig;
 use palisade::ratelimit::{Quota, RateLimitConfig, RateLimitHandle, RateLimitLayer};
+use palisade::rejection::ErrorResponseLayer;
 use palisade::request_metrics::RequestMetricsLayer;
 use palisade::retry::{Backoff, RetryConfig, RetryHook, RetryLayer};
 use palisade::slo::{ErrorBudget, ErrorBudgetConfig, presets};
@@ -307,9 +308,7 @@ pub(crate) fn build(settings: &Settings, backend: Backend) -> Result<(Router, Ha
         }
     });
     let stack = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(|err: BoxError| async move {
-            rejection(&err)
-        }))
+        .layer(ErrorResponseLayer::with(rejection))
         // RED request metrics, outermost: every answer, 429s included.
         .request_metrics(RequestMetricsLayer::new("api"))
         .rate_limited(limiter)
@@ -323,12 +322,11 @@ pub(crate) fn build(settings: &Settings, backend: Backend) -> Result<(Router, Ha
 
 /// The response for a failed call: a layer's own (429, 503, 504 with headers), 502
 /// when the backend failed after the retries, else a bare 500.
-fn rejection(err: &BoxError) -> Response {
-    if find_rejection(&**err).is_some() {
-        return error_response(&**err).into_response();
+fn rejection(err: &(dyn Error + 'static)) -> http::Response<String> {
+    if find_rejection(err).is_none() && err.downcast_ref::<CategorizedError>().is_some() {
+        let mut res = http::Response::new(String::from("the quote backend failed\n"));
+        *res.status_mut() = StatusCode::BAD_GATEWAY;
+        return res;
     }
-    if err.downcast_ref::<CategorizedError>().is_some() {
-        return (StatusCode::BAD_GATEWAY, "the quote backend failed\n").into_response();
-    }
-    error_response(&**err).into_response()
+    error_response(err)
 }

@@ -14,13 +14,10 @@ mod metrics;
 mod ratelimit;
 mod retry;
 
-use axum::error_handling::HandleErrorLayer;
-use palisade::core::BoxError;
-use palisade::core::rejection::error_response;
+use palisade::rejection::ErrorResponseLayer;
 
 /// The layer that turns any Palisade layer error into the response a client expects
 /// (503 / 504 / 429 with their headers).
-fn rejections()
--> HandleErrorLayer<impl Fn(BoxError) -> std::future::Ready<http::Response<String>> + Clone, ()> {
-    HandleErrorLayer::new(|err: BoxError| std::future::ready(error_response(&*err)))
+fn rejections() -> ErrorResponseLayer {
+    ErrorResponseLayer::new()
 }
