@@ -396,13 +396,18 @@ impl Stacks {
         self.stacks.iter().map(|(k, v)| (k.as_str(), v))
     }
 
-    /// Reloads every stack from `config` ([`Stack::reload`]). The whole configuration
-    /// is validated before anything changes; a live handle can still refuse a value
-    /// (a bulkhead limit outside its adaptive bounds), which stops the reload there,
-    /// the stacks before it changed. Stacks added or removed are listed in
+    /// Reloads every stack from `config` ([`Stack::reload`]), all or nothing: the whole
+    /// configuration is validated, and every value checked against the live handles (a
+    /// bulkhead limit must lie within the bounds of the adaptive limiter it runs), before
+    /// any stack changes. Stacks added or removed are listed in
     /// [`ReloadReport::not_applied`].
     pub fn reload(&self, config: &StackConfig) -> Result<ReloadReport, ConfigFileError> {
         config.validate()?;
+        for (name, stack) in &self.stacks {
+            if let Some(spec) = config.stacks.get(name) {
+                stack.check_live(spec)?;
+            }
+        }
         let mut report = ReloadReport::default();
         for (name, stack) in &self.stacks {
             match config.stacks.get(name) {

@@ -311,6 +311,7 @@ impl Stack {
     pub fn reload(&self, spec: &StackSpec) -> Result<ReloadReport, ConfigFileError> {
         let name = &*self.name;
         super::validate_stack(name, spec)?;
+        self.check_live(spec)?;
         let mut guard = self.in_force.lock().unwrap_or_else(PoisonError::into_inner);
         let old = guard.clone();
         let mut now = old.clone();
@@ -428,6 +429,23 @@ impl Stack {
             );
         }
         Ok(report)
+    }
+}
+
+impl Stack {
+    /// Whether the live handles accept `spec`'s values, checked before anything
+    /// changes. Only the bulkhead's can refuse one the spec's validation passed: a limit
+    /// outside the bounds of the adaptive limiter the stack was built with (a changed
+    /// `adaptive` table is not applied live).
+    pub(crate) fn check_live(&self, spec: &StackSpec) -> Result<(), ConfigFileError> {
+        if let (Some(layer), Some(new)) = (&self.bulkhead, &spec.bulkhead) {
+            let path = format!("stacks.{}.bulkhead", self.name);
+            layer
+                .handle()
+                .check_limit(new.max_concurrent)
+                .map_err(|e| layer_err(&path, e.field(), e.to_string()))?;
+        }
+        Ok(())
     }
 }
 

@@ -129,6 +129,13 @@ impl BulkheadHandle {
         self.shared.set_limit(limit)
     }
 
+    /// Whether [`set_limit`](Self::set_limit) would accept `limit` (at least 1, and
+    /// within the adaptive limit's bounds when there is one), changing nothing: lets a
+    /// caller that changes several things at once check them all before it starts.
+    pub fn check_limit(&self, limit: usize) -> Result<(), ConfigError> {
+        self.shared.check_limit(limit)
+    }
+
     /// The configuration the bulkhead was built with (`max_concurrent` is the limit
     /// it started with, not the limit now).
     pub fn config(&self) -> &BulkheadConfig {

@@ -193,6 +193,16 @@ impl Shared {
 
     /// Sets the limit by hand (from the handle).
     pub(crate) fn set_limit(&self, limit: usize) -> Result<(), ConfigError> {
+        self.check_limit(limit)?;
+        if let Some(l) = &self.limiter {
+            l.reset(limit);
+        }
+        self.resize(limit, "manual");
+        Ok(())
+    }
+
+    /// Whether [`set_limit`](Self::set_limit) would accept `limit`.
+    pub(crate) fn check_limit(&self, limit: usize) -> Result<(), ConfigError> {
         if limit == 0 {
             return Err(ConfigError::Zero { field: "limit" });
         }
@@ -211,10 +221,6 @@ impl Shared {
                 },
             });
         }
-        if let Some(l) = &self.limiter {
-            l.reset(limit);
-        }
-        self.resize(limit, "manual");
         Ok(())
     }
 
