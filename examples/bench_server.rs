@@ -425,9 +425,7 @@ fn main() -> Result<(), BoxError> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let _prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
-            .install_recorder()
-            .map_err(|e| format!("installing the Prometheus recorder: {e}"))?;
+        let _prometheus = install_prometheus()?;
         let port = match (args.port, std::env::var("BENCH_PORT")) {
             (Some(port), _) => port,
             (None, Ok(v)) => v
@@ -452,9 +450,7 @@ fn in_process(args: &Args, requests: u64) -> Result<(), BoxError> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let _prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
-            .install_recorder()
-            .map_err(|e| format!("installing the Prometheus recorder: {e}"))?;
+        let _prometheus = install_prometheus()?;
         let app = app(args)?;
         let mut ok = 0u64;
         for _ in 0..requests {
@@ -476,4 +472,11 @@ async fn in_process_request(app: &Router) -> Result<bool, BoxError> {
     let ok = res.status() == StatusCode::OK;
     axum::body::to_bytes(res.into_body(), 1024).await?;
     Ok(ok)
+}
+
+/// Installs the Prometheus recorder, as a real service would.
+fn install_prometheus() -> Result<metrics_exporter_prometheus::PrometheusHandle, BoxError> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("installing the Prometheus recorder: {e}").into())
 }

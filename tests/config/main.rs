@@ -697,36 +697,27 @@ async fn the_error_budget_and_the_throttle_come_from_the_file() {
 
 #[test]
 fn a_stacks_reload_a_live_handle_refuses_changes_nothing() {
-    let config = StackConfig::from_toml_str(
-        r#"
-        [stacks.a.rate_limit]
-        rate = 100
-        period = "1s"
+    // Stack a: a rate limit; stack b: a bulkhead with an adaptive limit in [2, max].
+    let config = |rate: u32, limit: usize, max: usize| {
+        StackConfig::from_toml_str(&format!(
+            r#"
+            [stacks.a.rate_limit]
+            rate = {rate}
+            period = "1s"
 
-        [stacks.b.bulkhead]
-        max_concurrent = 4
-        adaptive = { algorithm = "aimd", min_limit = 2, max_limit = 8 }
-        "#,
-    )
-    .expect("valid");
-    let stacks = config.build_all().expect("builds");
+            [stacks.b.bulkhead]
+            max_concurrent = {limit}
+            adaptive = {{ algorithm = "aimd", min_limit = 2, max_limit = {max} }}
+            "#
+        ))
+        .expect("valid")
+    };
+    let stacks = config(100, 4, 8).build_all().expect("builds");
     // Valid as a file (16 lies within the new bounds), but stack b's running limiter
     // keeps the bounds it was built with, [2, 8]: the whole reload is refused, and
     // stack a, which comes first, keeps its rate too.
-    let changed = StackConfig::from_toml_str(
-        r#"
-        [stacks.a.rate_limit]
-        rate = 5
-        period = "1s"
-
-        [stacks.b.bulkhead]
-        max_concurrent = 16
-        adaptive = { algorithm = "aimd", min_limit = 2, max_limit = 32 }
-        "#,
-    )
-    .expect("valid");
     let err = stacks
-        .reload(&changed)
+        .reload(&config(5, 16, 32))
         .expect_err("refused by b's live limiter");
     assert!(
         err.path().starts_with("stacks.b.bulkhead"),
@@ -739,19 +730,7 @@ fn a_stacks_reload_a_live_handle_refuses_changes_nothing() {
     assert_eq!(b.bulkhead_handle().expect("declared").limit(), 4);
 
     // The same change of a alone goes through.
-    let only_a = StackConfig::from_toml_str(
-        r#"
-        [stacks.a.rate_limit]
-        rate = 5
-        period = "1s"
-
-        [stacks.b.bulkhead]
-        max_concurrent = 4
-        adaptive = { algorithm = "aimd", min_limit = 2, max_limit = 8 }
-        "#,
-    )
-    .expect("valid");
-    let report = stacks.reload(&only_a).expect("applies");
+    let report = stacks.reload(&config(5, 4, 8)).expect("applies");
     assert_eq!(
         report.applied,
         vec!["stacks.a.rate_limit.rate"],
