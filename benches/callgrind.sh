@@ -10,6 +10,11 @@
 # upkeep thread and anything else that runs while a busy machine slows valgrind down
 # do not.
 #
+# Then a whole HTTP request, in process: `bench_server MODE --in-process N` sends N
+# `GET /` requests straight into the bench server's axum router (request built, routed,
+# answered, body read; no socket), for bare, the Palisade stack and tower's; only
+# `run_requests` counts, at two request counts.
+#
 # Usage: benches/callgrind.sh        (N1=2000 N2=12000)
 #        OUT=file benches/callgrind.sh
 set -euo pipefail
@@ -22,8 +27,9 @@ CASES=(bare ratelimit error_budget deadline bulkhead retry breaker palisade
     tower_ratelimit tower_timeout tower_concurrency tower_retry tower)
 
 command -v valgrind >/dev/null || { echo "valgrind not found (apt-get install valgrind)" >&2; exit 1; }
-(cd "$REPO_DIR" && cargo build --quiet --release --features full --example callgrind_harness)
+(cd "$REPO_DIR" && cargo build --quiet --release --features full --example callgrind_harness --example bench_server)
 HARNESS="$TARGET_DIR/release/examples/callgrind_harness"
+SERVER="$TARGET_DIR/release/examples/bench_server"
 mkdir -p "$TARGET_DIR"
 tmp="$(mktemp -d "$TARGET_DIR/bench-callgrind.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
@@ -43,7 +49,21 @@ for case in "${CASES[@]}"; do
     printf '%s %s %s\n' "$case" "$a" "$b" >>"$tmp/results"
 done
 
-python3 - "$tmp/results" "$N1" "$N2" <<'PY' | tee "${OUT:-/dev/null}"
+whole() { # mode requests → instructions per run of run_requests
+    valgrind --tool=callgrind --callgrind-out-file="$tmp/out" --toggle-collect='bench_server::run_requests' \
+        "$SERVER" "$1" --in-process "$2" 2>"$tmp/err" ||
+        { cat "$tmp/err" >&2; exit 1; }
+    sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$tmp/err"
+}
+: >"$tmp/http"
+for mode in bare palisade tower; do
+    a="$(whole "$mode" "$N1")"
+    b="$(whole "$mode" "$N2")"
+    echo "http $mode: $a @ $N1, $b @ $N2" >&2
+    printf '%s %s %s\n' "$mode" "$a" "$b" >>"$tmp/http"
+done
+
+python3 - "$tmp/results" "$N1" "$N2" "$tmp/http" <<'PY' | tee "${OUT:-/dev/null}"
 import sys
 path, n1, n2 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 per = {}
@@ -69,4 +89,18 @@ for case, v in per.items():
 print()
 print(f"(instructions at {n2} calls − at {n1}) / {n2 - n1}; tower's stack has four layers "
       "(no breaker, no error budget).")
+print()
+http = {}
+for line in open(sys.argv[4]):
+    mode, a, b = line.split()
+    http[mode] = (int(b) - int(a)) / (n2 - n1)
+print("| HTTP request in process (`bench_server --in-process`) | instructions per request | over bare |")
+print("|---|---|---|")
+for mode in ["bare", "palisade", "tower"]:
+    v = http[mode]
+    over = v - http["bare"]
+    print(f"| {mode} | {v:,.0f} | {'—' if mode == 'bare' else f'{over:,.0f}'} |")
+print()
+print("A whole request through the bench server's router: request built, routed through "
+      "the stack, handler, response body read. No socket: hyper and the kernel are left out.")
 PY

@@ -449,29 +449,36 @@ fn in_process(args: &Args, requests: u64) -> Result<(), BoxError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
-        let _prometheus = install_prometheus()?;
-        let app = app(args)?;
-        let mut ok = 0u64;
-        for _ in 0..requests {
-            ok += u64::from(in_process_request(&app).await?);
-        }
-        if ok != requests {
-            return Err(format!("{} of {requests} requests failed", requests - ok).into());
-        }
-        Ok(())
-    })
+    let _guard = rt.enter();
+    let _prometheus = install_prometheus()?;
+    let app = app(args)?;
+    let ok = run_requests(&rt, &app, requests)?;
+    if ok != requests {
+        return Err(format!("{} of {requests} requests failed", requests - ok).into());
+    }
+    Ok(())
 }
 
-/// One request through a clone of the router (as hyper's connection task does);
-/// whether it answered 200. Named, so callgrind can count only this.
+/// The requests of `--in-process`, each through a clone of the router (as hyper's
+/// connection task does); how many answered 200. Not inlined: callgrind counts only
+/// this (`--toggle-collect=bench_server::run_requests`), so start-up and the
+/// recorder's background thread stay out.
 #[inline(never)]
-async fn in_process_request(app: &Router) -> Result<bool, BoxError> {
-    let req = http::Request::get("/").body(Body::empty())?;
-    let res = app.clone().oneshot(req).await?;
-    let ok = res.status() == StatusCode::OK;
-    axum::body::to_bytes(res.into_body(), 1024).await?;
-    Ok(ok)
+fn run_requests(
+    rt: &tokio::runtime::Runtime,
+    app: &Router,
+    requests: u64,
+) -> Result<u64, BoxError> {
+    rt.block_on(async {
+        let mut ok = 0;
+        for _ in 0..requests {
+            let req = http::Request::get("/").body(Body::empty())?;
+            let res = app.clone().oneshot(req).await?;
+            ok += u64::from(res.status() == StatusCode::OK);
+            axum::body::to_bytes(res.into_body(), 1024).await?;
+        }
+        Ok(ok)
+    })
 }
 
 /// Installs the Prometheus recorder, as a real service would.
