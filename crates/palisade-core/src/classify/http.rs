@@ -40,29 +40,32 @@ pub const fn status_category(status: StatusCode) -> Category {
     }
 }
 
-/// Static three-digit labels for every status code, so a classification never allocates.
-static STATUS_DIGITS: [[u8; 3]; 900] = {
-    let mut table = [[0u8; 3]; 900];
+/// The three digits of every status code from 100 to 999, one after the other.
+static STATUS_BYTES: [u8; 2700] = {
+    let mut table = [0u8; 2700];
     let mut i = 0;
     while i < 900 {
         let code = i + 100;
-        table[i] = [
-            b'0' + (code / 100) as u8,
-            b'0' + ((code / 10) % 10) as u8,
-            b'0' + (code % 10) as u8,
-        ];
+        table[3 * i] = b'0' + (code / 100) as u8;
+        table[3 * i + 1] = b'0' + ((code / 10) % 10) as u8;
+        table[3 * i + 2] = b'0' + (code % 10) as u8;
         i += 1;
     }
     table
 };
 
+/// [`STATUS_BYTES`] as a string, checked once at compile time: a label is a slice of
+/// it, so a classification never allocates nor validates UTF-8 per call.
+static STATUS_DIGITS: &str = match std::str::from_utf8(&STATUS_BYTES) {
+    Ok(s) => s,
+    Err(_) => panic!("status digits are ASCII"),
+};
+
 /// The status code as a `&'static str` label (`"503"`).
+#[inline]
 pub(crate) fn status_label(status: StatusCode) -> &'static str {
-    let idx = status.as_u16().saturating_sub(100) as usize;
-    match STATUS_DIGITS.get(idx).map(|d| std::str::from_utf8(d)) {
-        Some(Ok(s)) => s,
-        _ => "other",
-    }
+    let start = usize::from(status.as_u16().saturating_sub(100)) * 3;
+    STATUS_DIGITS.get(start..start + 3).unwrap_or("other")
 }
 
 /// Classifies `http::Response<B>` by status, and gRPC responses by `grpc-status`.
