@@ -3,6 +3,7 @@
 # and `<!-- /run.sh:NAME -->` in BENCHMARKS.md (nothing else in the file is touched):
 #
 #   stack      benches/stack.rs: bare vs the six-layer Palisade stack vs tower's stack
+#   layers     benches/stack.rs: each layer vs tower's built-in, one and two threads
 #   criterion  every criterion figure of this run (root benches and each crate's)
 #   http       benches/http.sh: wrk, bare vs palisade vs tower
 #   overload   benches/overload.sh: 0.25×, 2×, 4× a fixed capacity
@@ -69,6 +70,25 @@ for group, suffix, label in [("stack_1_thread", "", "1 thread"), ("stack_2_threa
 with open(os.path.join(out, "stack.md"), "w") as w:
     w.write("| threads | bare | **palisade**, six layers (overhead) | tower, four layers (overhead) | palisade's overhead / tower's |\n|---|---|---|---|---|\n")
     w.write("\n".join(rows) + "\n")
+pairs = [("ratelimit", "tower_ratelimit"), ("error_budget", None), ("deadline", "tower_timeout"),
+         ("bulkhead", "tower_concurrency"), ("retry", "tower_retry"), ("breaker", None)]
+rows = []
+for group, suffix, label in [("layers_1_thread", "", "1"), ("layers_2_threads", "/per call", "2")]:
+    get = lambda m: est.get(f"{group}/{m}{suffix}", (None,))[0]
+    bare = get("bare")
+    if bare is None:
+        continue
+    for ours, theirs in pairs:
+        p, t = get(ours), get(theirs) if theirs else None
+        if p is None:
+            continue
+        peer = f"`{theirs}` {fmt(t)} (+{fmt(t - bare)})" if t is not None else "—"
+        ratio = f"{(p - bare) / (t - bare):.2f}×" if t is not None and t > bare else "—"
+        rows.append(f"| `{ours}` | {label} | {fmt(bare)} | {fmt(p)} (+{fmt(p - bare)}) | {peer} | {ratio} |")
+if rows:
+    with open(os.path.join(out, "layers.md"), "w") as w:
+        w.write("| layer | threads | bare | **palisade** (overhead) | tower's built-in (overhead) | palisade's overhead / tower's |\n|---|---|---|---|---|---|\n")
+        w.write("\n".join(rows) + "\n")
 PY
 fi
 
@@ -89,7 +109,7 @@ python3 - "$REPO_DIR/BENCHMARKS.md" "$out" "$(date -u +%Y-%m-%d)" <<'PY'
 import os, re, sys
 path, out, day = sys.argv[1], sys.argv[2], sys.argv[3]
 text = open(path).read()
-for name in ["stack", "criterion", "http", "overload", "callgrind"]:
+for name in ["stack", "layers", "criterion", "http", "overload", "callgrind"]:
     f = os.path.join(out, f"{name}.md")
     if not os.path.exists(f):
         continue

@@ -7,6 +7,11 @@
 //! Requests are `http::Request`s with a replayable empty body; every call succeeds at
 //! once (see `benches/common/stacks.rs`).
 //!
+//! Then each layer alone against tower's built-in for the same job, in one run, on one
+//! thread and on two threads sharing the layer (`layers_1_thread`, `layers_2_threads`):
+//! tower's `RateLimit` cannot be shared, so each of its threads has its own limit, where
+//! ours is one limit for both.
+//!
 //! Run with: `cargo bench --features full --bench stack`
 
 // criterion_group! generates an undocumented pub fn.
@@ -21,7 +26,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::Response;
 use stacks::{Palisade, Req, Tower, call, inner, request};
-use tower::Service;
+use tower::{Layer, Service};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -74,10 +79,19 @@ where
     })
 }
 
+/// The Prometheus recorder, installed once for every group, as in a real service.
+fn install_recorder() {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("install the Prometheus recorder")
+    });
+}
+
 fn bench(c: &mut Criterion) {
-    let _prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .expect("install the Prometheus recorder");
+    install_recorder();
     // tower's RateLimit and Timeout, and our clock reads, want a runtime's context.
     let rt = runtime();
     let _guard = rt.enter();
@@ -113,5 +127,56 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// Each layer alone, and tower's built-in for the same job, around [`inner`]: `$each`
+/// runs once per case with its name and a closure building a fresh service.
+macro_rules! each_layer {
+    ($palisade:expr, $tower:expr, $each:ident) => {{
+        let (p, t) = (&$palisade, &$tower);
+        $each!("bare", || inner());
+        $each!("ratelimit", || p.ratelimit.layer(inner()));
+        $each!("error_budget", || p.budget.http_layer().layer(inner()));
+        $each!("deadline", || p.deadline.layer(inner()));
+        $each!("bulkhead", || p.bulkhead.layer(inner()));
+        $each!("retry", || p.retry.layer(inner()));
+        $each!("breaker", || p.breaker.layer(inner()));
+        $each!("tower_ratelimit", || t.ratelimit.layer(inner()));
+        $each!("tower_timeout", || t.timeout.layer(inner()));
+        $each!("tower_concurrency", || t.concurrency.layer(inner()));
+        $each!("tower_retry", || t.retry.layer(inner()));
+    }};
+}
+
+fn layers(c: &mut Criterion) {
+    install_recorder();
+    let rt = runtime();
+    let _guard = rt.enter();
+    let palisade = Palisade::new();
+    let tower = Tower::new();
+
+    let mut g = c.benchmark_group("layers_1_thread");
+    macro_rules! one_thread {
+        ($name:literal, $make:expr) => {
+            g.bench_function($name, |b| {
+                let mut svc = $make();
+                b.iter_custom(|n| drive(&mut svc, n))
+            });
+        };
+    }
+    each_layer!(palisade, tower, one_thread);
+    g.finish();
+
+    let mut g = c.benchmark_group("layers_2_threads");
+    g.sample_size(20);
+    macro_rules! two {
+        ($name:literal, $make:expr) => {
+            g.bench_function(BenchmarkId::new($name, "per call"), |b| {
+                b.iter_custom(|n| two_threads(n, $make))
+            });
+        };
+    }
+    each_layer!(palisade, tower, two);
+    g.finish();
+}
+
+criterion_group!(benches, bench, layers);
 criterion_main!(benches);
