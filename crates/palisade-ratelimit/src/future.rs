@@ -57,14 +57,17 @@ pin_project! {
     /// does not make every admitted call's future larger. Dropping the future while it
     /// waits cancels the timer and gives the call's slot back when no later call was
     /// admitted behind it.
+    // `repr(C)`, extra first: measured ~0.5 ns faster per admitted call than the
+    // compiler's own field order (`examples/ratelimit_harness.rs`, `time`).
+    #[repr(C)]
     pub struct ResponseFuture<S, Req>
     where
         S: Service<Req>,
     {
+        then: Then<S, Req>,
         // The inner call, once it is made (at once for a call admitted at once).
         #[pin]
         future: Option<S::Future>,
-        then: Then<S, Req>,
     }
 }
 
