@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use tokio::time::Instant;
 
+use crate::clock::Epoch;
 use crate::config::AdaptiveConfig;
 use crate::gcra::nanos;
 use crate::layer::Rate;
@@ -20,7 +21,7 @@ use crate::layer::Rate;
 pub(crate) struct Adaptive {
     rate: Arc<Rate>,
     /// The limiter's epoch (what `now` is measured from).
-    epoch: Instant,
+    epoch: Epoch,
     target: u64,
     min: u32,
     max: u32,
@@ -33,7 +34,7 @@ pub(crate) struct Adaptive {
 }
 
 impl Adaptive {
-    pub(crate) fn new(rate: Arc<Rate>, c: &AdaptiveConfig, epoch: Instant) -> Self {
+    pub(crate) fn new(rate: Arc<Rate>, c: &AdaptiveConfig, epoch: Epoch) -> Self {
         let max = c.max_rate.unwrap_or(rate.quota().rate);
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         // increase in (0, 1], so the step is in [1, max]
@@ -56,11 +57,8 @@ impl Adaptive {
 
     /// Records the latency of a call that started at `start` and completed now.
     pub(crate) fn observe_since(&self, start: Instant) {
-        let now = Instant::now();
-        self.observe(
-            nanos(now.saturating_duration_since(start)),
-            nanos(now.saturating_duration_since(self.epoch)),
-        );
+        let now = self.epoch.nanos(Instant::now());
+        self.observe(now.saturating_sub(self.epoch.nanos(start)), now);
     }
 
     /// Records a completed call's latency at `now` and judges the interval if it ended.

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 
 use crate::adaptive::Adaptive;
+use crate::clock::Epoch;
 use crate::config::{ConfigError, Quota, RateLimitConfig};
 use crate::gcra::{Params, nanos};
 use crate::handle::RateLimitHandle;
@@ -96,7 +97,7 @@ pub(crate) enum Store<K> {
 /// The state of one limiter, shared by every clone of its layer and services.
 pub(crate) struct Core<K> {
     pub(crate) rate: Arc<Rate>,
-    pub(crate) epoch: Instant,
+    pub(crate) epoch: Epoch,
     pub(crate) max_wait: u64,
     pub(crate) sweep_interval: std::time::Duration,
     pub(crate) counters: Counters,
@@ -109,7 +110,7 @@ impl<K> Core<K> {
     /// Nanoseconds since the limiter's epoch.
     #[inline]
     pub(crate) fn nanos(&self, now: Instant) -> u64 {
-        nanos(now.saturating_duration_since(self.epoch))
+        self.epoch.nanos(now)
     }
 
     pub(crate) fn name(&self) -> &'static str {
@@ -433,7 +434,7 @@ impl<X: KeyExtractor, D> RateLimitBuilder<X, D> {
             c.default_quota(),
             metrics.clone(),
         ));
-        let epoch = Instant::now();
+        let epoch = Epoch::now();
         let adaptive = c
             .adaptive
             .as_ref()

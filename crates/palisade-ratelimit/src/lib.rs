@@ -91,10 +91,13 @@
 //!
 //! # Cost
 //!
-//! An admitted call on one bucket: a clock read, two relaxed loads of the quota, one
-//! load and one compare-and-swap of the bucket, one increment of a counter on the
-//! calling thread's own cache line. No lock, no allocation (tested with a counting
-//! allocator); the response future is the inner future plus 24 bytes. A keyed call adds
+//! An admitted call on one bucket: a clock read (tokio's, so paused time drives the
+//! limiter), two relaxed loads of the quota, one load and one compare-and-swap of the
+//! bucket, one increment of a counter on the calling thread's own cache line. No lock,
+//! no allocation (tested with a counting allocator); the response future is the inner
+//! future in an `Option` plus 24 bytes, and polling it adds one comparison. Every
+//! limiter that shares one limit across clones and threads pays the compare-and-swap;
+//! tower's `RateLimit` keeps its budget per service instance and does not. A keyed call adds
 //! the key extraction and a lock-free `papaya` lookup; a new key allocates its bucket.
 //! A rejection writes nothing to the bucket and allocates only its `BoxError`.
 //!
@@ -111,7 +114,7 @@
 //! [`palisade_core::collect::collect_all`] (the umbrella's `/metrics` service calls it
 //! before rendering) and by [`RateLimitHandle::stats`], so no shared cache line is
 //! written per call. Rate changes are `info` events; Redis failures `warn` (at most
-//! once per `warn_interval`); per-call decisions `debug`/`trace`.
+//! once per `warn_interval`); waits and refusals `debug` (an admitted call logs nothing).
 //!
 //! # Features
 //!
@@ -136,6 +139,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod adaptive;
+mod clock;
 mod config;
 pub mod error;
 pub mod future;

@@ -37,32 +37,35 @@ pub(crate) struct Totals(pub(crate) [u64; 5]);
 
 /// Striped decision counters: each of the first live threads owns a cache line and
 /// writes it with a plain load and store; later threads share the last stripe and
-/// increment atomically (see `palisade_core::local`).
+/// increment atomically (see `palisade_core::local`). The stripe count is a constant,
+/// so finding the stripe needs no bounds check.
 pub(crate) struct Counters {
-    stripes: Box<[CachePadded<[AtomicU64; 5]>]>,
+    stripes: Box<[CachePadded<[AtomicU64; 5]>; STRIPES]>,
 }
+
+/// Threads with a stripe of their own (the last one is shared by the rest).
+const STRIPES: usize = 32;
 
 impl Counters {
     pub(crate) fn new() -> Self {
-        let n = 32;
         Self {
-            stripes: (0..n)
-                .map(|_| CachePadded::new(Default::default()))
-                .collect(),
+            stripes: Box::new(std::array::from_fn(
+                |_| CachePadded::new(Default::default()),
+            )),
         }
     }
 
     #[inline]
     pub(crate) fn add(&self, d: Decision) {
-        let last = self.stripes.len() - 1;
         let i = palisade_core::local::thread_index();
-        let (stripe, exclusive) = if i < last { (i, true) } else { (last, false) };
+        let exclusive = i < STRIPES - 1;
+        let stripe = if exclusive { i } else { STRIPES - 1 };
         palisade_core::local::bump(&self.stripes[stripe][d as usize], exclusive);
     }
 
     pub(crate) fn totals(&self) -> Totals {
         let mut t = [0; 5];
-        for s in &self.stripes {
+        for s in self.stripes.iter() {
             for (sum, c) in t.iter_mut().zip(s.iter()) {
                 *sum += c.load(Relaxed);
             }

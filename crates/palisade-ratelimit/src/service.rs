@@ -10,8 +10,8 @@ use palisade_core::{BoxError, GetDeadline, NoDeadline};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use crate::future::{Observe, Refund, ResponseFuture};
-use crate::gcra::nanos;
+use crate::future::{Extra, Observe, Refund, ResponseFuture};
+use crate::gcra::{Params, nanos};
 use crate::key::{ExtractKey, Global, KeyExtractor};
 use crate::keyed::{Bucket, Slot};
 use crate::layer::{Core, Shared, Store};
@@ -80,37 +80,56 @@ impl<S: fmt::Debug, X: KeyExtractor, D> fmt::Debug for RateLimit<S, X, D> {
     }
 }
 
-/// A local decision.
-enum Verdict {
-    Admit,
+/// A decision other than "go now".
+enum Slow {
+    /// Admitted after a wait of this many nanoseconds; the slot to give back if the
+    /// call is dropped before it goes.
     Wait(u64, Refund),
     /// Refused: the time until the call would conform, and the bucket's own policy
     /// (`None`: the limiter's default quota).
     Reject(Duration, Option<RateLimitPolicy>),
+    /// Up to a remote store (Redis).
+    #[cfg(feature = "redis")]
+    Remote(crate::future::RemoteCheck),
 }
 
+/// Checks `bucket` at `now`: `Ok` when the call goes at once.
 #[inline]
-fn judge<K>(core: &Core<K>, bucket: &Arc<Bucket>, now: u64, max_wait: u64) -> Verdict {
+fn judge<K>(core: &Core<K>, bucket: &Arc<Bucket>, now: u64, max_wait: u64) -> Result<(), Slow> {
     let params = match &bucket.params {
         None => core.rate.params(),
         Some((p, _)) => *p,
     };
     match bucket.gcra.check(&params, now, max_wait) {
-        Ok(a) if a.wait == 0 => Verdict::Admit,
-        Ok(a) => Verdict::Wait(
-            a.wait,
-            Refund {
-                bucket: bucket.clone(),
-                params,
-                tat: a.tat,
-                armed: true,
-            },
-        ),
-        Err(retry_after) => Verdict::Reject(
-            Duration::from_nanos(retry_after),
-            bucket.params.as_ref().map(|(_, q)| q.policy()),
-        ),
+        Ok(a) if a.wait == 0 => Ok(()),
+        Ok(a) => Err(wait_for(bucket, params, a.wait, a.tat)),
+        Err(retry_after) => Err(refuse(bucket, retry_after)),
     }
+}
+
+/// A wait, built out of line so the admitted path stays small.
+#[cold]
+#[inline(never)]
+fn wait_for(bucket: &Arc<Bucket>, params: Params, wait: u64, tat: u64) -> Slow {
+    Slow::Wait(
+        wait,
+        Refund {
+            bucket: bucket.clone(),
+            params,
+            tat,
+            armed: true,
+        },
+    )
+}
+
+/// A refusal, built out of line so the admitted path stays small.
+#[cold]
+#[inline(never)]
+fn refuse(bucket: &Bucket, retry_after: u64) -> Slow {
+    Slow::Reject(
+        Duration::from_nanos(retry_after),
+        bucket.params.as_ref().map(|(_, q)| q.policy()),
+    )
 }
 
 /// The latency probe of an admitted call, when the rate is adaptive.
@@ -120,21 +139,6 @@ fn observe<K>(core: &Core<K>, start: Instant) -> Option<Observe> {
         adaptive: a.clone(),
         start,
     })
-}
-
-/// The rejection path, kept out of line so the admitted path stays small.
-#[cold]
-#[inline(never)]
-fn reject<K, S: Service<Req>, Req>(
-    core: &Core<K>,
-    retry_after: Duration,
-    policy: Option<RateLimitPolicy>,
-) -> ResponseFuture<S, Req> {
-    core.counters.add(Decision::Limited);
-    let error = RateLimited::new(core.name(), retry_after)
-        .with_policy(policy.unwrap_or_else(|| core.rate.policy()));
-    tracing::debug!(layer = "ratelimit", name = %core.name(), retry_after = ?retry_after, "limited");
-    ResponseFuture::rejected(error)
 }
 
 impl<S, X: KeyExtractor, D> RateLimit<S, X, D> {
@@ -150,32 +154,44 @@ impl<S, X: KeyExtractor, D> RateLimit<S, X, D> {
         }
     }
 
-    /// A call admitted for later: it takes the readied inner service with it and
-    /// leaves a clone behind.
+    /// What a call that does not go at once does instead: wait for its turn (taking
+    /// the readied inner service with it and leaving a clone behind), fail, or ask
+    /// the remote store.
     #[cold]
     #[inline(never)]
-    fn wait<Req>(
-        &mut self,
-        req: Req,
-        now_at: Instant,
-        wait: u64,
-        refund: Refund,
-    ) -> ResponseFuture<S, Req>
+    fn not_now<Req>(&mut self, req: Req, now_at: Instant, slow: Slow) -> Extra<S, Req>
     where
         S: Service<Req> + Clone,
     {
         let core = &*self.shared.core;
-        core.counters.add(Decision::Waited);
-        tracing::debug!(layer = "ratelimit", name = %core.name(), wait_ns = wait, "waiting for its turn");
-        let clone = self.inner.clone();
-        let service = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::waiting(
-            now_at + Duration::from_nanos(wait),
-            service,
-            req,
-            Some(refund),
-            observe(core, now_at),
-        )
+        match slow {
+            Slow::Wait(wait, refund) => {
+                core.counters.add(Decision::Waited);
+                tracing::debug!(layer = "ratelimit", name = %core.name(), wait_ns = wait, "waiting for its turn");
+                let clone = self.inner.clone();
+                let service = std::mem::replace(&mut self.inner, clone);
+                Extra::waiting(
+                    now_at + Duration::from_nanos(wait),
+                    service,
+                    req,
+                    Some(refund),
+                    observe(core, now_at),
+                )
+            }
+            Slow::Reject(retry_after, policy) => {
+                core.counters.add(Decision::Limited);
+                let error = RateLimited::new(core.name(), retry_after)
+                    .with_policy(policy.unwrap_or_else(|| core.rate.policy()));
+                tracing::debug!(layer = "ratelimit", name = %core.name(), retry_after = ?retry_after, "limited");
+                Extra::Rejected(error.into())
+            }
+            #[cfg(feature = "redis")]
+            Slow::Remote(check) => {
+                let clone = self.inner.clone();
+                let service = std::mem::replace(&mut self.inner, clone);
+                Extra::checking(check, service, req, observe(core, now_at))
+            }
+        }
     }
 }
 
@@ -211,33 +227,31 @@ where
             Store::Direct(bucket) => judge(core, bucket, now, max_wait),
             Store::Keyed(keyed) => keyed.with_slot(key, now, |slot| match slot {
                 Slot::Bucket(bucket) => judge(core, bucket, now, max_wait),
-                Slot::Full => Verdict::Reject(core.sweep_interval, None),
+                Slot::Full => Err(Slow::Reject(core.sweep_interval, None)),
             }),
             #[cfg(feature = "redis")]
-            Store::Redis(redis) => {
-                let check = crate::redis::check(redis, key, max_wait, &shared.core);
-                let clone = self.inner.clone();
-                let service = std::mem::replace(&mut self.inner, clone);
-                return ResponseFuture::checking(check, service, req, observe(core, now_at));
-            }
+            Store::Redis(redis) => Err(Slow::Remote(crate::redis::check(
+                redis,
+                key,
+                max_wait,
+                &shared.core,
+            ))),
         };
-        match verdict {
-            Verdict::Admit => {
+        // The response future is built in one place, from its two parts.
+        let (future, extra) = match verdict {
+            Ok(()) => {
                 core.counters.add(Decision::Admitted);
-                tracing::trace!(layer = "ratelimit", name = %core.name(), "admitted");
-                match &core.adaptive {
-                    None => ResponseFuture::running(self.inner.call(req)),
-                    Some(a) => ResponseFuture::observed(
-                        self.inner.call(req),
-                        Observe {
-                            adaptive: a.clone(),
-                            start: now_at,
-                        },
-                    ),
-                }
+                let extra = match &core.adaptive {
+                    None => Extra::Nothing,
+                    Some(a) => Extra::Observe(Observe {
+                        adaptive: a.clone(),
+                        start: now_at,
+                    }),
+                };
+                (Some(self.inner.call(req)), extra)
             }
-            Verdict::Wait(wait, refund) => self.wait(req, now_at, wait, refund),
-            Verdict::Reject(retry_after, policy) => reject(core, retry_after, policy),
-        }
+            Err(slow) => (None, self.not_now(req, now_at, slow)),
+        };
+        ResponseFuture::new(future, extra)
     }
 }

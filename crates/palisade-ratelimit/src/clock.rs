@@ -1,0 +1,193 @@
+//! Nanoseconds since the limiter's epoch, from `tokio::time::Instant`s.
+//!
+//! Time comes from `tokio::time::Instant::now()`, so paused time (`tokio::time::pause`,
+//! `advance`) drives the limiter exactly. What this module makes cheap is the step
+//! after the clock read: turning the instant into the `u64` of nanoseconds the
+//! algorithm works with.
+//!
+//! `Instant::duration_since` goes through std's out-of-line `sub_timespec` (a
+//! comparison, a borrow, a `Duration` normalised and then widened to `u128`): about
+//! 60 instructions on the admitted path, a fifth of the layer's own work. An instant
+//! has no public accessor for its seconds and nanoseconds, but it is `Hash`, and its
+//! derived impl feeds exactly those two numbers to the hasher (on Unix a `timespec`:
+//! `write_i64(tv_sec)`, `write_u32(tv_nsec)`; on Windows a `Duration`: `write_u64`,
+//! `write_u32`). [`Epoch`] reads them with a hasher that records them: inlined, that
+//! is two register moves, a multiply and an add.
+//!
+//! That layout is std's to change, so it is checked, not assumed: when the epoch is
+//! taken, the reading is compared with `duration_since` on instants whose distances
+//! are known (carries and borrows of the nanoseconds included); if anything differs,
+//! or the hasher is fed anything but those two numbers, the epoch falls back to
+//! `duration_since` for good. Same results either way, only the cost differs.
+
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::gcra::nanos;
+
+/// Captures the (seconds, nanoseconds) an instant's `Hash` impl writes.
+#[derive(Default)]
+struct Capture {
+    secs: u64,
+    nanos: u32,
+    writes: u8,
+    other: bool,
+}
+
+impl Hasher for Capture {
+    fn finish(&self) -> u64 {
+        0
+    }
+
+    fn write(&mut self, _: &[u8]) {
+        self.other = true;
+    }
+
+    #[inline]
+    fn write_u64(&mut self, v: u64) {
+        if self.writes == 0 {
+            self.secs = v;
+        } else {
+            self.other = true;
+        }
+        self.writes += 1;
+    }
+
+    #[inline]
+    #[allow(clippy::cast_sign_loss)] // the bits are what we want: differences wrap back
+    fn write_i64(&mut self, v: i64) {
+        self.write_u64(v as u64);
+    }
+
+    #[inline]
+    fn write_u32(&mut self, v: u32) {
+        if self.writes == 1 {
+            self.nanos = v;
+        } else {
+            self.other = true;
+        }
+        self.writes += 1;
+    }
+}
+
+/// `seconds · 10⁹ + nanoseconds` of an instant, in wrapping arithmetic (differences of
+/// two readings are exact for any two instants less than 292 years apart), or `None`
+/// if its `Hash` impl does not write exactly those two numbers.
+#[inline]
+fn raw(at: Instant) -> Option<u64> {
+    let mut c = Capture::default();
+    at.hash(&mut c);
+    (c.writes == 2 && !c.other).then(|| {
+        c.secs
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(u64::from(c.nanos))
+    })
+}
+
+/// The limiter's epoch: what `now` is measured from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Epoch {
+    at: Instant,
+    /// `raw(at)`, when `raw` has been checked to agree with `duration_since`.
+    raw: Option<u64>,
+}
+
+impl Epoch {
+    /// An epoch at `at`.
+    pub(crate) fn new(at: Instant) -> Self {
+        Self {
+            at,
+            raw: raw(at).filter(|_| raw_agrees(at)),
+        }
+    }
+
+    /// Now, the epoch.
+    pub(crate) fn now() -> Self {
+        Self::new(Instant::now())
+    }
+
+    /// Nanoseconds from the epoch to `now` (0 if `now` is before it).
+    #[inline]
+    pub(crate) fn nanos(&self, now: Instant) -> u64 {
+        match (self.raw, raw(now)) {
+            #[allow(clippy::cast_possible_wrap, clippy::cast_sign_loss)] // see `raw`
+            (Some(epoch), Some(now)) => (now.wrapping_sub(epoch) as i64).max(0) as u64,
+            _ => self.slow(now),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn slow(&self, now: Instant) -> u64 {
+        nanos(now.saturating_duration_since(self.at))
+    }
+}
+
+/// Whether `raw` measures the same distances as `duration_since` around `at`.
+fn raw_agrees(at: Instant) -> bool {
+    let Some(base) = raw(at) else {
+        return false;
+    };
+    let steps = [
+        Duration::ZERO,
+        Duration::from_nanos(1),
+        Duration::from_nanos(999_999_999),
+        Duration::new(1, 1),
+        Duration::new(2, 999_999_999),
+        Duration::new(86_400, 123_456_789),
+    ];
+    steps.iter().all(|&d| {
+        let Some(later) = at.checked_add(d) else {
+            return false;
+        };
+        let Some(r) = raw(later) else {
+            return false;
+        };
+        let expect = nanos(later.saturating_duration_since(at));
+        r.wrapping_sub(base) == expect && expect == nanos(d)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_raw_reading_is_checked_and_used_here() {
+        let e = Epoch::now();
+        // std's layout on the platforms CI runs: the fast path is taken.
+        assert!(e.raw.is_some(), "raw instant reading rejected");
+    }
+
+    #[test]
+    fn both_paths_agree() {
+        let at = Instant::now();
+        let fast = Epoch::new(at);
+        let slow = Epoch { at, raw: None };
+        for d in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_nanos(999_999_999),
+            Duration::from_millis(1_500),
+            Duration::new(3_600, 7),
+        ] {
+            let later = at + d;
+            assert_eq!(fast.nanos(later), nanos(d));
+            assert_eq!(slow.nanos(later), nanos(d));
+        }
+        // Before the epoch: zero, both ways.
+        let earlier = at.checked_sub(Duration::from_millis(3)).unwrap_or(at);
+        assert_eq!(fast.nanos(earlier), 0);
+        assert_eq!(slow.nanos(earlier), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paused_time_is_measured_exactly() {
+        let e = Epoch::now();
+        assert_eq!(e.nanos(Instant::now()), 0);
+        tokio::time::advance(Duration::from_nanos(1_234_567_891)).await;
+        assert_eq!(e.nanos(Instant::now()), 1_234_567_891);
+    }
+}
