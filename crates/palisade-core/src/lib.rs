@@ -66,6 +66,7 @@
 
 mod category;
 pub mod classify;
+pub mod clock;
 pub mod collect;
 mod config;
 mod deadline;

@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use tokio::time::Instant;
 
-use crate::clock::Epoch;
 use crate::config::AdaptiveConfig;
 use crate::gcra::nanos;
 use crate::layer::Rate;
+use palisade_core::clock::Epoch;
 
 pub(crate) struct Adaptive {
     rate: Arc<Rate>,

@@ -48,7 +48,7 @@ use crate::config::Quota;
 /// Converts a duration to nanoseconds, saturating at `u64::MAX` (584 years).
 #[inline]
 pub(crate) fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    palisade_core::clock::nanos(d)
 }
 
 /// A quota in the form the algorithm uses: the emission interval and the capacity, in

@@ -14,7 +14,6 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 
 use crate::adaptive::Adaptive;
-use crate::clock::Epoch;
 use crate::config::{ConfigError, Quota, RateLimitConfig};
 use crate::gcra::{Params, nanos};
 use crate::handle::RateLimitHandle;
@@ -22,6 +21,7 @@ use crate::key::{Global, KeyExtractor};
 use crate::keyed::{Bucket, KeyedStore, QuotaFn};
 use crate::metrics::{Counters, Metrics};
 use crate::service::RateLimit;
+use palisade_core::clock::Epoch;
 
 /// The default quota, changeable at run time. The hot path reads two atomics, a
 /// rejection two more (for its `RateLimit-Policy`); the quota itself, for the handle,

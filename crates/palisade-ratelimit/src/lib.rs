@@ -139,7 +139,6 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod adaptive;
-mod clock;
 mod config;
 pub mod error;
 pub mod future;

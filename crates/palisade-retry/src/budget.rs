@@ -24,6 +24,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use palisade_core::clock::Epoch;
 use tokio::time::Instant;
 
 use crate::config::BudgetConfig;
@@ -58,7 +59,7 @@ const UNIT: i64 = 1000;
 /// # Ok::<(), palisade_retry::ConfigError>(()) }
 /// ```
 pub struct RetryBudget {
-    start: Instant,
+    start: Epoch,
     slot_nanos: u64,
     deposits: [AtomicU64; SLOTS],
     withdrawals: [AtomicU64; SLOTS],
@@ -85,7 +86,7 @@ impl RetryBudget {
         config.validate()?;
         let ttl_secs = i64::try_from(config.ttl.as_secs()).unwrap_or(60);
         Ok(Self {
-            start: Instant::now(),
+            start: Epoch::now(),
             slot_nanos: u64::try_from((config.ttl / SLOTS as u32).as_nanos())
                 .unwrap_or(u64::MAX)
                 .max(1),
@@ -99,12 +100,7 @@ impl RetryBudget {
     }
 
     fn epoch(&self) -> u32 {
-        let elapsed = Instant::now().saturating_duration_since(self.start);
-        let nanos = elapsed
-            .as_secs()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(elapsed.subsec_nanos()));
-        (nanos / self.slot_nanos) as u32
+        (self.start.nanos(Instant::now()) / self.slot_nanos) as u32
     }
 
     /// Records one request.

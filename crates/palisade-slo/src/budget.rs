@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use palisade_core::classify::{ErrorClassifier, HttpClassifier};
+use palisade_core::clock::Epoch;
 use palisade_core::collect::{self, Collect};
 use palisade_core::{Category, HealthIndicator, HealthReport, HealthStatus};
 use tokio::time::Instant;
@@ -138,7 +139,7 @@ pub(crate) struct Shared {
     target: f64,
     budget_ppt: u64,
     window: Duration,
-    epoch: Instant,
+    epoch: Epoch,
     /// `first`: good, `second`: bad.
     totals: Totals,
     fine: Ring,
@@ -168,7 +169,7 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     #[inline]
     fn nanos(&self, now: Instant) -> u64 {
-        u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+        self.epoch.nanos(now)
     }
 
     /// Records one event. The hot path: one clock read, one load and compare, one
@@ -786,7 +787,7 @@ impl ErrorBudgetBuilder {
             target: self.config.target,
             budget_ppt: r.budget_ppt,
             window: self.config.window,
-            epoch: Instant::now(),
+            epoch: Epoch::now(),
             totals: Totals::default(),
             fine: Ring::new(r.fine_nanos, r.fine_buckets as usize),
             coarse: Ring::new(r.fine_nanos * r.coarse_factor, r.coarse_buckets as usize),

@@ -1,9 +1,21 @@
-//! Nanoseconds since the limiter's epoch, from `tokio::time::Instant`s.
+//! Nanoseconds since an epoch, from `tokio::time::Instant`s, cheaply.
 //!
+//! Layers that keep time in atomics (the rate limiter's GCRA, the error budget's
+//! buckets, the retry budget's slots) work in `u64` nanoseconds since an [`Epoch`].
 //! Time comes from `tokio::time::Instant::now()`, so paused time (`tokio::time::pause`,
-//! `advance`) drives the limiter exactly. What this module makes cheap is the step
-//! after the clock read: turning the instant into the `u64` of nanoseconds the
-//! algorithm works with.
+//! `advance`) drives them exactly. What this module makes cheap is the step after the
+//! clock read: turning the instant into nanoseconds.
+//!
+//! ```
+//! use std::time::Duration;
+//! use palisade_core::clock::Epoch;
+//! use tokio::time::Instant;
+//!
+//! let start = Instant::now();
+//! let epoch = Epoch::new(start);
+//! assert_eq!(epoch.nanos(start + Duration::from_millis(1500)), 1_500_000_000);
+//! assert_eq!(epoch.nanos(start), 0);
+//! ```
 //!
 //! `Instant::duration_since` goes through std's out-of-line `sub_timespec` (a
 //! comparison, a borrow, a `Duration` normalised and then widened to `u128`): about
@@ -25,7 +37,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::gcra::nanos;
+/// A duration in nanoseconds, saturating at `u64::MAX` (584 years).
+#[inline]
+pub fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
 
 /// Captures the (seconds, nanoseconds) an instant's `Hash` impl writes.
 #[derive(Default)]
@@ -86,9 +102,9 @@ fn raw(at: Instant) -> Option<u64> {
     })
 }
 
-/// The limiter's epoch: what `now` is measured from.
+/// An epoch: what [`nanos`](Epoch::nanos) measures from.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Epoch {
+pub struct Epoch {
     at: Instant,
     /// `raw(at)`, when `raw` has been checked to agree with `duration_since`.
     raw: Option<u64>,
@@ -96,21 +112,26 @@ pub(crate) struct Epoch {
 
 impl Epoch {
     /// An epoch at `at`.
-    pub(crate) fn new(at: Instant) -> Self {
+    pub fn new(at: Instant) -> Self {
         Self {
             at,
             raw: raw(at).filter(|_| raw_agrees(at)),
         }
     }
 
-    /// Now, the epoch.
-    pub(crate) fn now() -> Self {
+    /// An epoch at `Instant::now()`.
+    pub fn now() -> Self {
         Self::new(Instant::now())
+    }
+
+    /// The instant of the epoch.
+    pub fn instant(&self) -> Instant {
+        self.at
     }
 
     /// Nanoseconds from the epoch to `now` (0 if `now` is before it).
     #[inline]
-    pub(crate) fn nanos(&self, now: Instant) -> u64 {
+    pub fn nanos(&self, now: Instant) -> u64 {
         match (self.raw, raw(now)) {
             #[allow(clippy::cast_possible_wrap, clippy::cast_sign_loss)] // see `raw`
             (Some(epoch), Some(now)) => (now.wrapping_sub(epoch) as i64).max(0) as u64,
