@@ -185,16 +185,6 @@ impl Budgets {
         self.lookup(method, path)
     }
 
-    /// [`budget_for`](Budgets::budget_for) a request; the path is not even looked at
-    /// when the table holds only a default.
-    #[inline]
-    pub(crate) fn for_request<B>(&self, req: &http::Request<B>) -> Duration {
-        if self.is_flat() {
-            return self.default;
-        }
-        self.lookup(req.method(), req.uri().path())
-    }
-
     #[inline]
     pub(crate) fn is_flat(&self) -> bool {
         self.routes.is_empty() && self.methods.is_empty() && self.grpc_methods.is_empty()

@@ -45,10 +45,10 @@ pin_project! {
             // no reference count per call.
             slot: Slot,
         },
+        // Failed before reaching the inner service, or finished (`None`).
         Failed {
             error: Option<BoxError>,
         },
-        Done,
     }
 }
 
@@ -86,60 +86,75 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    // The inner future's answer is passed on here, small enough to inline into the
+    // caller; waiting and failing live out of line in `poll_slow`.
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
-        let error = match state.as_mut().project() {
-            StateProj::Running {
-                inner,
-                mut sleep,
-                deadline,
-                started,
-                source,
-                slot,
-            } => {
-                if let Poll::Ready(out) = inner.poll(cx) {
-                    return Poll::Ready(out.map_err(Into::into));
-                }
-                if sleep.is_none() {
-                    sleep.set(Some(sleep_until(*deadline)));
-                }
-                if let Some(sleep) = sleep.as_pin_mut() {
-                    ready!(sleep.poll(cx));
-                }
-                let budget = deadline.saturating_duration_since(*started);
-                let source = *source;
-                let mut error = None;
-                DEADLINES.with(
-                    &CACHE,
-                    *slot,
-                    |_| false,
-                    |shared| {
-                        shared.metrics.exceeded.increment(1);
-                        tracing::debug!(
-                            name = %shared.name,
-                            budget = ?budget,
-                            source = source.as_str(),
-                            "deadline exceeded"
-                        );
-                        error = Some(DeadlineExceeded::new(shared.name, budget, source));
-                    },
-                );
-                // The layer is gone (every service dropped): the call still times out.
-                error
-                    .unwrap_or_else(|| DeadlineExceeded::new("deadline", budget, source))
-                    .into()
-            }
-            StateProj::Failed { error } => match error.take() {
-                Some(error) => error,
-                None => panic!("ResponseFuture polled after completion"),
-            },
-            StateProj::Done => panic!("ResponseFuture polled after completion"),
-        };
-        // Drops the inner future (and the timer) now, not when the caller gets round
-        // to dropping this one.
-        state.set(State::Done);
-        Poll::Ready(Err(error))
+        if let StateProj::Running { inner, .. } = state.as_mut().project()
+            && let Poll::Ready(out) = inner.poll(cx)
+        {
+            return Poll::Ready(out.map_err(Into::into));
+        }
+        poll_slow(state, cx)
     }
+}
+
+/// Everything but an inner future that is ready: arms the timer on the first
+/// `Pending`, waits, and fails the call when the deadline passes (or with the error it
+/// was built with).
+#[inline(never)]
+fn poll_slow<F, T>(mut state: Pin<&mut State<F>>, cx: &mut Context<'_>) -> Poll<Result<T, BoxError>>
+where
+    F: Future,
+{
+    let error = match state.as_mut().project() {
+        StateProj::Running {
+            mut sleep,
+            deadline,
+            started,
+            source,
+            slot,
+            ..
+        } => {
+            if sleep.is_none() {
+                sleep.set(Some(sleep_until(*deadline)));
+            }
+            if let Some(sleep) = sleep.as_pin_mut() {
+                ready!(sleep.poll(cx));
+            }
+            let budget = deadline.saturating_duration_since(*started);
+            let source = *source;
+            let mut error = None;
+            DEADLINES.with(
+                &CACHE,
+                *slot,
+                |_| false,
+                |shared| {
+                    shared.metrics.exceeded.increment(1);
+                    tracing::debug!(
+                        name = %shared.name,
+                        budget = ?budget,
+                        source = source.as_str(),
+                        "deadline exceeded"
+                    );
+                    error = Some(DeadlineExceeded::new(shared.name, budget, source));
+                },
+            );
+            // The layer is gone (every service dropped): the call still times out.
+            error
+                .unwrap_or_else(|| DeadlineExceeded::new("deadline", budget, source))
+                .into()
+        }
+        StateProj::Failed { error } => match error.take() {
+            Some(error) => return Poll::Ready(Err(error)),
+            None => panic!("ResponseFuture polled after completion"),
+        },
+    };
+    // Drops the inner future (and the timer) now, not when the caller gets round to
+    // dropping this one.
+    state.set(State::Failed { error: None });
+    Poll::Ready(Err(error))
 }
 
 impl<F> fmt::Debug for ResponseFuture<F> {
@@ -158,8 +173,10 @@ impl<F> fmt::Debug for ResponseFuture<F> {
                 .field("budget", &deadline.saturating_duration_since(*started))
                 .field("source", source)
                 .field("timer_armed", &sleep.is_some()),
-            State::Failed { error } => d.field("state", &"failed").field("error", error),
-            State::Done => d.field("state", &"done"),
+            State::Failed { error: Some(error) } => {
+                d.field("state", &"failed").field("error", error)
+            }
+            State::Failed { error: None } => d.field("state", &"done"),
         };
         d.finish()
     }

@@ -65,11 +65,18 @@ impl Shared {
     #[inline]
     pub(crate) fn budget_for<B>(&self, req: &http::Request<B>) -> Duration {
         match self.flat.load(Relaxed) {
-            NOT_FLAT => self.budgets.load().for_request(req),
+            NOT_FLAT => self.table_budget(req.method(), req.uri().path()),
             // Packed, not nanoseconds: unpacking is a shift and a mask, where
             // `Duration::from_nanos` divides by 10^9 (tens of cycles).
             packed => Duration::new(packed >> NANOS_BITS, (packed & NANOS_MASK) as u32),
         }
+    }
+
+    /// The budget for `method` and `path` from the table in force: out of line (and not
+    /// generic), so that the flat case inlines small.
+    #[inline(never)]
+    fn table_budget(&self, method: &http::Method, path: &str) -> Duration {
+        self.budgets.load().budget_for(method, path)
     }
 
     /// Brings [`flat`](Self::flat) in line with the table in force; called after every

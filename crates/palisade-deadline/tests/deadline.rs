@@ -224,6 +224,70 @@ async fn plain_milliseconds_header() {
     assert_eq!(seen_budget(&plain, req).await, secs(2));
 }
 
+/// Equal deadlines are credited to what ranks first: the budget, then the inherited
+/// deadline, then `grpc-timeout`, then the milliseconds header.
+#[tokio::test(start_paused = true)]
+async fn ties_go_to_budget_then_inherited_then_headers() {
+    let layer = DeadlineLayer::builder()
+        .budget(secs(2))
+        .header("x-request-timeout-ms")
+        .build()
+        .unwrap();
+    let source_of = |req: Request<()>| {
+        let layer = layer.clone();
+        async move {
+            let (mut svc, mut handle) =
+                tower_test::mock::spawn_layer::<Request<()>, Response<()>, _>(layer);
+            let (mut fut, _req, _send) = start!(svc, handle, req);
+            advance(secs(3)).await;
+            let err = assert_ready!(fut.poll()).unwrap_err();
+            exceeded(&err).deadline_source()
+        }
+    };
+    // Time stands still (paused) between building each request and calling the
+    // layer, so these deadlines are exactly equal.
+    let with = |inherited: Option<Duration>, grpc: Option<&str>, millis: Option<&str>| {
+        let mut req = get("/");
+        if let Some(d) = inherited {
+            req.extensions_mut().insert(Deadline::after(d));
+        }
+        if let Some(v) = grpc {
+            req.headers_mut()
+                .insert("grpc-timeout", http::HeaderValue::from_str(v).unwrap());
+        }
+        if let Some(v) = millis {
+            req.headers_mut().insert(
+                "x-request-timeout-ms",
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        req
+    };
+    let two = Some(secs(2));
+    assert_eq!(
+        source_of(with(two, Some("2S"), Some("2000"))).await,
+        DeadlineSource::Budget
+    );
+    let one = Some(secs(1));
+    assert_eq!(
+        source_of(with(one, Some("1S"), Some("1000"))).await,
+        DeadlineSource::Inherited
+    );
+    assert_eq!(
+        source_of(with(None, Some("1S"), Some("1000"))).await,
+        DeadlineSource::GrpcTimeout
+    );
+    assert_eq!(
+        source_of(with(None, None, Some("1000"))).await,
+        DeadlineSource::Header
+    );
+    // A strictly earlier header still beats the inherited deadline.
+    assert_eq!(
+        source_of(with(one, None, Some("999"))).await,
+        DeadlineSource::Header
+    );
+}
+
 fn counting() -> (
     Arc<AtomicUsize>,
     impl Service<Request<()>, Response = Duration, Error = Infallible, Future: Send> + Clone,
