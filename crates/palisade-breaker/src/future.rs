@@ -157,7 +157,10 @@ where
 {
     type Output = Result<T, BoxError>;
 
-    #[inline]
+    /// Always inlined: what is left here once the rare paths are out of line (a
+    /// rejection, any outcome but an untimed success) is a few instructions, and a call
+    /// of it cost more than its body.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Running { future, record } => {
@@ -168,10 +171,17 @@ where
                 *record = None;
                 Poll::Ready(result.map_err(Into::into))
             }
-            KindProj::Rejected { error } => Poll::Ready(Err(error
-                .take()
-                .expect("ResponseFuture polled after completion")
-                .into())),
+            KindProj::Rejected { error } => Poll::Ready(Err(boxed(error))),
         }
     }
+}
+
+/// The rejection, boxed into the `BoxError` the caller gets.
+#[cold]
+#[inline(never)]
+fn boxed(error: &mut Option<BreakerOpen>) -> BoxError {
+    error
+        .take()
+        .expect("ResponseFuture polled after completion")
+        .into()
 }
