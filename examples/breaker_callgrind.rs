@@ -20,7 +20,9 @@
 //! call refused), `tripped` (tripped for an hour: every call refused, reading the
 //! clock), `failsafe`, `tower_resilience`, and two floors of a rejection: `box_error`
 //! (a `BreakerOpen` boxed into a `BoxError` and dropped) and `clock` (one read of
-//! tokio's clock). The Prometheus recorder is installed, as in the bench.
+//! tokio's clock); `closed_async` is `closed` driven as the bench drives it, from an
+//! `async` block (`ready().await`, then the call awaited). The Prometheus recorder is
+//! installed, as in the bench.
 
 use std::future::poll_fn;
 use std::hint::black_box;
@@ -42,6 +44,7 @@ const CASES: &[&str] = &[
     "tower_resilience",
     "box_error",
     "clock",
+    "closed_async",
 ];
 
 fn inner() -> impl Service<u64, Response = u64, Error = BoxError, Future: Send> + Clone + Send {
@@ -125,6 +128,25 @@ fn case(name: &str) -> Box<dyn FnMut(u64)> {
         ),
         // The floors of a rejection: boxing a `BreakerOpen` into a `BoxError` and
         // dropping it, and reading tokio's clock.
+        "closed_async" => {
+            let mut svc = BreakerLayer::builder()
+                .name("bench")
+                .build()
+                .expect("config")
+                .layer(inner());
+            Box::new(move |calls| {
+                now(async {
+                    for i in 0..calls {
+                        let r = tower::ServiceExt::ready(&mut svc)
+                            .await
+                            .expect("ready")
+                            .call(i)
+                            .await;
+                        black_box(r.ok());
+                    }
+                })
+            })
+        }
         "box_error" => Box::new(|calls| {
             for _ in 0..calls {
                 let err: BoxError = BreakerOpen::new("bench", OpenReason::ForcedOpen, None).into();
