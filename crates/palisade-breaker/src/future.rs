@@ -60,12 +60,26 @@ pub(crate) struct Record<C> {
 impl<C> Record<C> {
     /// Records the outcome. Takes `&mut self` and reads fields in place: moving the
     /// whole record out first cost a store-forwarding stall on every call.
-    #[inline]
+    ///
+    /// The common case (an untimed success of an admitted call) is one call of a small
+    /// function that is not generic (two arguments in registers); everything else is
+    /// out of line.
+    #[inline(always)]
     fn finish<T, E>(&mut self, result: &Result<T, E>)
     where
         C: Classify<T, E>,
     {
         let category = self.classifier.classify(result.as_ref()).category;
+        if category.is_success() && self.start.is_none() && self.probe.is_none() {
+            crate::local::record_success(self.slot, self.generation);
+        } else {
+            self.finish_slow(category);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn finish_slow(&mut self, category: palisade_core::Category) {
         let outcome = if category.is_success() {
             Outcome::Success
         } else if category.counts_against_backend() {
@@ -143,6 +157,10 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    /// Always inlined: what is left here once the rare paths are out of line (a
+    /// rejection, any outcome but an untimed success) is a few instructions, and a call
+    /// of it cost more than its body.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Running { future, record } => {
@@ -153,10 +171,17 @@ where
                 *record = None;
                 Poll::Ready(result.map_err(Into::into))
             }
-            KindProj::Rejected { error } => Poll::Ready(Err(error
-                .take()
-                .expect("ResponseFuture polled after completion")
-                .into())),
+            KindProj::Rejected { error } => Poll::Ready(Err(boxed(error))),
         }
     }
+}
+
+/// The rejection, boxed into the `BoxError` the caller gets.
+#[cold]
+#[inline(never)]
+fn boxed(error: &mut Option<BreakerOpen>) -> BoxError {
+    error
+        .take()
+        .expect("ResponseFuture polled after completion")
+        .into()
 }

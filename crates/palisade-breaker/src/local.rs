@@ -30,3 +30,17 @@ pub(crate) fn retire(slot: Slot) {
 pub(crate) fn with_core(slot: Slot, fast: impl FnOnce(&Core) -> bool, slow: impl FnOnce(&Core)) {
     BREAKERS.with(&CACHE, slot, fast, slow);
 }
+
+/// Records the untimed success of a call admitted in `generation` by the breaker in
+/// `slot`: the common case of every response future, in one small function that is
+/// not generic, so a future's `poll` passes two words and the thread-local look-up is
+/// compiled inline here.
+#[inline(never)]
+pub(crate) fn record_success(slot: Slot, generation: u64) {
+    use crate::state::Outcome::Success;
+    with_core(
+        slot,
+        |core| core.record_fast(thread_index(), Success, None),
+        |core| core.record(generation, Success, None),
+    );
+}

@@ -30,6 +30,11 @@ pub struct Breaker<S, C = ErrorClassifier> {
     generation: u64,
     probe: Option<ProbeGuard>,
     rejection: (OpenReason, Option<Instant>),
+    /// The end of the open time of the open state of generation `open_generation`
+    /// (0: none yet; an open state's generation is never 0), kept so that a rejection
+    /// compares the clock with it and does no arithmetic.
+    open_generation: u64,
+    open_until: Instant,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +55,8 @@ impl<S, C> Breaker<S, C> {
             generation: 0,
             probe: None,
             rejection: (OpenReason::Open, None),
+            open_generation: 0,
+            open_until: Instant::now(),
         }
     }
 
@@ -84,8 +91,32 @@ impl<S, C> Breaker<S, C> {
         }
     }
 
+    /// Not closed: refused at once when forced open or still open (the common cases
+    /// of a breaker that refuses calls), the general decision otherwise.
     #[cold]
+    #[inline(never)]
     fn decide_slow(&mut self) {
+        let core = &self.stripes.core;
+        let word = core.word();
+        match word.state() {
+            State::ForcedOpen => {
+                self.decided = Decided::Reject;
+                self.rejection = (OpenReason::ForcedOpen, None);
+                return;
+            }
+            State::Open => {
+                if self.open_generation != word.generation() {
+                    self.open_until = core.open_until();
+                    self.open_generation = word.generation();
+                }
+                if Instant::now() < self.open_until {
+                    self.decided = Decided::Reject;
+                    self.rejection = (OpenReason::Open, Some(self.open_until));
+                    return;
+                }
+            }
+            State::Closed | State::Disabled | State::HalfOpen => {}
+        }
         match self.stripes.decide() {
             Ready::Admit(generation) => {
                 self.decided = Decided::Admit;
@@ -99,6 +130,30 @@ impl<S, C> Breaker<S, C> {
             Ready::Reject(reason, retry_after) => {
                 self.decided = Decided::Reject;
                 self.rejection = (reason, retry_after);
+            }
+        }
+    }
+
+    /// `call` for anything but an admitted call: a probe or a rejection.
+    #[cold]
+    #[inline(never)]
+    fn call_slow<Req>(&mut self, req: Req) -> ResponseFuture<S::Future, C>
+    where
+        S: Service<Req>,
+        C: Clone,
+    {
+        let decided = mem::replace(&mut self.decided, Decided::Nothing);
+        let core = &self.stripes.core;
+        match decided {
+            Decided::Probe => {
+                let probe = self.probe.take();
+                admit(core, self.generation, probe, &self.classifier, || {
+                    self.inner.call(req)
+                })
+            }
+            Decided::Reject => rejection(core, self.rejection.0, self.rejection.1),
+            Decided::Admit | Decided::Nothing => {
+                panic!("Breaker::call: poll_ready must be called first and return Ready(Ok)")
             }
         }
     }
@@ -116,6 +171,8 @@ impl<S: Clone, C: Clone> Clone for Breaker<S, C> {
             generation: 0,
             probe: None,
             rejection: (OpenReason::Open, None),
+            open_generation: 0,
+            open_until: self.open_until,
         }
     }
 }
@@ -140,6 +197,7 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future, C>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // A probe slot, once taken, is kept until called or dropped; any other
         // decision is cheap and taken afresh, so a wait on the inner service never
@@ -163,23 +221,14 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        let decided = mem::replace(&mut self.decided, Decided::Nothing);
-        let core = &self.stripes.core;
-        match decided {
-            Decided::Admit => admit(core, self.generation, None, &self.classifier, || {
+        if self.decided == Decided::Admit {
+            self.decided = Decided::Nothing;
+            let core = &self.stripes.core;
+            return admit(core, self.generation, None, &self.classifier, || {
                 self.inner.call(req)
-            }),
-            Decided::Probe => {
-                let probe = self.probe.take();
-                admit(core, self.generation, probe, &self.classifier, || {
-                    self.inner.call(req)
-                })
-            }
-            Decided::Reject => reject(core, self.rejection.0, self.rejection.1),
-            Decided::Nothing => {
-                panic!("Breaker::call: poll_ready must be called first and return Ready(Ok)")
-            }
+            });
         }
+        self.call_slow(req)
     }
 }
 
@@ -202,6 +251,16 @@ pub(crate) fn start<F, C: Clone>(
 /// An immediately-ready rejection, counted.
 #[cold]
 fn reject<F, C>(core: &Core, reason: OpenReason, until: Option<Instant>) -> ResponseFuture<F, C> {
+    rejection(core, reason, until)
+}
+
+/// [`reject`], inlined into a caller that is itself out of line.
+#[inline(always)]
+fn rejection<F, C>(
+    core: &Core,
+    reason: OpenReason,
+    until: Option<Instant>,
+) -> ResponseFuture<F, C> {
     core.count_rejection();
     ResponseFuture::rejected(match until {
         Some(at) => BreakerOpen::until(core.error_name(), reason, at),

@@ -406,7 +406,8 @@ pub(crate) struct Core {
     /// Reset point of the window: calls recorded before the last close don't count.
     base: AtomicU64,
     pub(crate) slow_nanos: u64,
-    pub(crate) record_duration: bool,
+    /// `slow_nanos` is set or `record_duration` is on: calls read the clock at start.
+    times_calls: bool,
     /// The configuration at build time (its window and slow-call duration are fixed).
     pub(crate) built_with: BreakerConfig,
     thresholds: ArcSwap<Thresholds>,
@@ -479,6 +480,9 @@ impl Core {
         if let Some(m) = &metrics {
             m.set_state(State::Closed);
         }
+        let slow_nanos = config.slow_call_duration.map_or(u64::MAX, |d| {
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+        });
         Self {
             word: CachePadded::new(AtomicU64::new(Word(0).0)),
             open_until: AtomicU64::new(0),
@@ -491,10 +495,8 @@ impl Core {
             slot,
             window,
             base: AtomicU64::new(0),
-            slow_nanos: config.slow_call_duration.map_or(u64::MAX, |d| {
-                u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-            }),
-            record_duration: config.record_duration,
+            slow_nanos,
+            times_calls: slow_nanos != u64::MAX || config.record_duration,
             built_with: config.clone(),
             thresholds: ArcSwap::from_pointee(Thresholds::from_config(config)),
             epoch: now,
@@ -517,7 +519,7 @@ impl Core {
     /// Whether calls need their start time read (slow-call detection or the histogram).
     #[inline]
     pub(crate) fn times_calls(&self) -> bool {
-        self.slow_nanos != u64::MAX || self.record_duration
+        self.times_calls
     }
 
     #[inline]
@@ -552,6 +554,7 @@ impl Core {
     }
 
     /// Counts a rejection.
+    #[inline]
     pub(crate) fn count_rejection(&self) {
         let (c, exclusive) = self.stripe();
         crate::local::bump(&c.rejected, exclusive);

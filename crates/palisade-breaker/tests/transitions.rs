@@ -97,6 +97,76 @@ async fn open_to_half_open_to_closed() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
+/// Calls `svc` itself (no clone): `Err(true)` when the breaker refused the call, with
+/// its `retry_after`.
+async fn call_on<S>(svc: &mut S, act: Act) -> Result<(), (bool, Option<Duration>)>
+where
+    S: Service<Act, Response = (), Error = palisade_core::BoxError>,
+{
+    let ready = svc.ready().await.expect("the breaker is always ready");
+    match ready.call(act).await {
+        Ok(()) => Ok(()),
+        Err(e) => Err(match e.downcast_ref::<BreakerOpen>() {
+            Some(open) => (true, open.retry_after()),
+            None => (false, None),
+        }),
+    }
+}
+
+/// A service instance keeps the end of the open time it last saw, so that its
+/// rejections read the clock and nothing else: the kept end must follow every new trip,
+/// and the open time must still end exactly on time.
+#[tokio::test(start_paused = true)]
+async fn one_service_instance_follows_every_trip_exactly() {
+    let layer = consecutive_only(1).build().unwrap();
+    let h = layer.handle();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut svc = tower::Layer::layer(&layer, support::backend(calls.clone()));
+
+    assert_eq!(call_on(&mut svc, Act::Fail).await, Err((false, None)));
+    let s10 = Some(Duration::from_secs(10));
+    assert_eq!(call_on(&mut svc, Act::Ok).await, Err((true, s10)));
+    advance(Duration::from_millis(9_999)).await;
+    let ms1 = Some(Duration::from_millis(1));
+    assert_eq!(call_on(&mut svc, Act::Ok).await, Err((true, ms1)));
+    advance(Duration::from_millis(1)).await;
+    assert_eq!(
+        call_on(&mut svc, Act::Fail).await,
+        Err((false, None)),
+        "the open time ended exactly: a probe, which fails"
+    );
+    assert_eq!(h.state(), State::Open);
+    let s20 = Some(Duration::from_secs(20));
+    assert_eq!(
+        call_on(&mut svc, Act::Ok).await,
+        Err((true, s20)),
+        "the second trip's open time, not the first one's"
+    );
+    h.reset();
+    assert_eq!(call_on(&mut svc, Act::Fail).await, Err((false, None)));
+    assert_eq!(
+        call_on(&mut svc, Act::Ok).await,
+        Err((true, s10)),
+        "the reset forgot the backoff: 10 s, not the 20 s this service saw before"
+    );
+    advance(Duration::from_millis(9_999)).await;
+    assert_eq!(call_on(&mut svc, Act::Ok).await, Err((true, ms1)));
+    advance(Duration::from_millis(1)).await;
+    assert_eq!(call_on(&mut svc, Act::Ok).await, Ok(()), "first probe");
+    assert_eq!(call_on(&mut svc, Act::Ok).await, Ok(()), "second probe");
+    assert_eq!(h.state(), State::Closed);
+
+    h.force_open();
+    assert_eq!(call_on(&mut svc, Act::Ok).await, Err((true, None)));
+    h.reset();
+    assert_eq!(call_on(&mut svc, Act::Ok).await, Ok(()));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        6,
+        "every admitted call, no other"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn half_open_failed_probe_reopens_with_a_longer_open_time() {
     let layer = consecutive_only(1).build().unwrap();

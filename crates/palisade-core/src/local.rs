@@ -164,7 +164,10 @@ impl<T> Registry<T> {
     /// returns `false`, or when the cache is not available (a re-entrant call, or the
     /// thread is being torn down), `outside` runs instead with an owned reference and no
     /// borrow held, so it may do anything (run callbacks, take locks, look up state).
-    #[inline]
+    ///
+    /// The common case (the thread has met this state before and nothing was retired
+    /// since) is inlined into the caller; the rest is out of line.
+    #[inline(always)]
     pub fn with(
         &'static self,
         cache: &'static LocalKey<RefCell<Cache<T>>>,
@@ -172,6 +175,46 @@ impl<T> Registry<T> {
         inside: impl FnOnce(&T) -> bool,
         outside: impl FnOnce(&T),
     ) {
+        let mut inside = Some(inside);
+        let hit = cache.try_with(|cache| {
+            let cache = cache.try_borrow_mut().ok()?;
+            if cache.seen_retired != self.retired.load(Acquire) {
+                return None;
+            }
+            match cache.slots.get(slot.index as usize) {
+                Some(Some((generation, state))) if *generation == slot.generation => {
+                    let inside = inside.take()?;
+                    Some(if inside(state) {
+                        None
+                    } else {
+                        Some(state.clone())
+                    })
+                }
+                _ => None,
+            }
+        });
+        match hit {
+            Ok(Some(None)) => {}
+            Ok(Some(Some(state))) => outside(&state),
+            _ => self.with_slow(cache, slot, inside, outside),
+        }
+    }
+
+    /// [`with`](Self::with) when the thread's cache does not have the state at hand:
+    /// prunes retired state, fills the cache, or goes through the registry's lock.
+    #[cold]
+    #[inline(never)]
+    fn with_slow(
+        &'static self,
+        cache: &'static LocalKey<RefCell<Cache<T>>>,
+        slot: Slot,
+        inside: Option<impl FnOnce(&T) -> bool>,
+        outside: impl FnOnce(&T),
+    ) {
+        let Some(inside) = inside else {
+            // `inside` ran on the fast path and always completes it there.
+            return;
+        };
         let deferred = cache.try_with(|cache| {
             let Ok(mut cache) = cache.try_borrow_mut() else {
                 // Re-entrant (a callback recording into another budget).
