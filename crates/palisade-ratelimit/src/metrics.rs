@@ -8,9 +8,7 @@
 //! whenever the rate changes; the keys gauge on collection.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crossbeam_utils::CachePadded;
 use metrics::{Counter, Gauge};
 
 pub(crate) const DECISIONS: &str = "palisade_ratelimit_decisions_total";
@@ -35,42 +33,27 @@ pub(crate) enum Decision {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Totals(pub(crate) [u64; 5]);
 
-/// Striped decision counters: each of the first live threads owns a cache line and
-/// writes it with a plain load and store; later threads share the last stripe and
-/// increment atomically (see `palisade_core::local`). The stripe count is a constant,
-/// so finding the stripe needs no bounds check.
+/// Decision counters in per-thread stripes (`palisade_core::local::Striped`): the first
+/// live threads each own a cache line, written with a plain load and store; later
+/// threads share the last stripe and increment atomically.
 pub(crate) struct Counters {
-    stripes: Box<[CachePadded<[AtomicU64; 5]>; STRIPES]>,
+    stripes: palisade_core::local::Striped<5>,
 }
-
-/// Threads with a stripe of their own (the last one is shared by the rest).
-const STRIPES: usize = 32;
 
 impl Counters {
     pub(crate) fn new() -> Self {
         Self {
-            stripes: Box::new(std::array::from_fn(
-                |_| CachePadded::new(Default::default()),
-            )),
+            stripes: palisade_core::local::Striped::new(),
         }
     }
 
     #[inline]
     pub(crate) fn add(&self, d: Decision) {
-        let i = palisade_core::local::thread_index();
-        let exclusive = i < STRIPES - 1;
-        let stripe = if exclusive { i } else { STRIPES - 1 };
-        palisade_core::local::bump(&self.stripes[stripe][d as usize], exclusive);
+        self.stripes.add(d as usize);
     }
 
     pub(crate) fn totals(&self) -> Totals {
-        let mut t = [0; 5];
-        for s in self.stripes.iter() {
-            for (sum, c) in t.iter_mut().zip(s.iter()) {
-                *sum += c.load(Relaxed);
-            }
-        }
-        Totals(t)
+        Totals(self.stripes.totals())
     }
 }
 

@@ -18,7 +18,8 @@ use crate::alert::{
 use crate::config::{ConfigError, ErrorBudgetConfig, PPT, Resolved};
 use crate::layer::ErrorBudgetLayer;
 use crate::metrics::BudgetMetrics;
-use crate::window::{Ring, Totals};
+use crate::window::{Cumulative, Ring};
+use palisade_core::local::Striped;
 use palisade_core::local::{Cache, Registry, Slot};
 
 type Listener = Arc<dyn Fn(&BudgetEvent) + Send + Sync>;
@@ -141,7 +142,9 @@ pub(crate) struct Shared {
     window: Duration,
     epoch: Epoch,
     /// `first`: good, `second`: bad.
-    totals: Totals,
+    /// Good (0) and bad (1) events since the budget was built, in per-thread stripes:
+    /// recorded on every call, read once per bucket and on bad events.
+    totals: Striped<2>,
     fine: Ring,
     coarse: Ring,
     factor: u64,
@@ -186,12 +189,12 @@ impl Shared {
             self.rotate(nanos, now);
         }
         if bad {
-            self.totals.second.fetch_add(1, Relaxed);
+            self.totals.add(1);
             if !self.exhausted.load(Relaxed) {
                 self.on_bad(nanos, now);
             }
         } else {
-            self.totals.first.fetch_add(1, Relaxed);
+            self.totals.add(0);
         }
     }
 
@@ -788,7 +791,7 @@ impl ErrorBudgetBuilder {
             budget_ppt: r.budget_ppt,
             window: self.config.window,
             epoch: Epoch::now(),
-            totals: Totals::default(),
+            totals: Striped::new(),
             fine: Ring::new(r.fine_nanos, r.fine_buckets as usize),
             coarse: Ring::new(r.fine_nanos * r.coarse_factor, r.coarse_buckets as usize),
             factor: r.coarse_factor,

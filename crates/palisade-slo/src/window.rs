@@ -46,6 +46,29 @@ impl Totals {
     }
 }
 
+/// Two cumulative counters, however they are kept: [`Totals`] (one atomic each, read
+/// on every call by the throttle) or per-thread stripes (`Striped<2>`, written on every
+/// call of an error budget shared by many threads, read once per bucket).
+pub(crate) trait Cumulative {
+    /// Both counters now.
+    fn load(&self) -> (u64, u64);
+}
+
+impl Cumulative for Totals {
+    #[inline]
+    fn load(&self) -> (u64, u64) {
+        Totals::load(self)
+    }
+}
+
+impl Cumulative for palisade_core::local::Striped<2> {
+    #[inline]
+    fn load(&self) -> (u64, u64) {
+        let [first, second] = self.totals();
+        (first, second)
+    }
+}
+
 #[derive(Debug)]
 struct Bucket {
     /// The bucket index this slot holds, or `EMPTY` (also while being rewritten).
@@ -121,7 +144,7 @@ impl Ring {
 
     /// Starts bucket `index` unless it or a newer one has started. Returns whether
     /// this call started it. Call before counting the event that triggered it.
-    pub(crate) fn rotate(&self, index: u64, totals: &Totals) -> bool {
+    pub(crate) fn rotate(&self, index: u64, totals: &impl Cumulative) -> bool {
         let mut cur = self.current.load(Acquire);
         loop {
             if cur != EMPTY && cur >= index {
@@ -170,7 +193,7 @@ impl Ring {
     }
 
     /// Events in the `k` buckets ending with the one `nanos` falls in.
-    pub(crate) fn counts(&self, nanos: u64, k: u64, totals: &Totals) -> (u64, u64) {
+    pub(crate) fn counts(&self, nanos: u64, k: u64, totals: &impl Cumulative) -> (u64, u64) {
         let idx = self.index(nanos);
         let k = k.clamp(1, self.buckets.len() as u64);
         let (first, second) = totals.load();
@@ -183,7 +206,7 @@ impl Ring {
     /// Events in the whole ring as of the last rotation's base: one load per counter.
     /// Exact while the newest started bucket is the current one.
     #[inline]
-    pub(crate) fn counts_from_base(&self, totals: &Totals) -> (u64, u64) {
+    pub(crate) fn counts_from_base(&self, totals: &impl Cumulative) -> (u64, u64) {
         let (first, second) = totals.load();
         (
             first.saturating_sub(self.base_first.load(Relaxed)),
