@@ -27,6 +27,9 @@
 use std::future::poll_fn;
 use std::hint::black_box;
 use std::pin::pin;
+#[path = "../benches/common/harness.rs"]
+mod harness;
+
 use std::process::ExitCode;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -214,23 +217,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let _prometheus = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()
-    {
-        Ok(handle) => handle,
-        Err(e) => {
-            eprintln!("installing the Prometheus recorder: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("starting a tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (_prometheus, rt) = match harness::setup() {
+        Ok(set) => set,
+        Err(code) => return code,
     };
     let _guard = rt.enter();
     if case == "time" {

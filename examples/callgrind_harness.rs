@@ -15,6 +15,9 @@
 #[path = "../benches/common/stacks.rs"]
 mod stacks;
 
+#[path = "../benches/common/harness.rs"]
+mod harness;
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -33,23 +36,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let _prometheus = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()
-    {
-        Ok(handle) => handle,
-        Err(e) => {
-            eprintln!("installing the Prometheus recorder: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("starting a tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (_prometheus, rt) = match harness::setup() {
+        Ok(set) => set,
+        Err(code) => return code,
     };
     let _guard = rt.enter();
     let palisade = stacks::Palisade::new();
