@@ -52,7 +52,7 @@ pub type ToResponse = fn(&(dyn Error + 'static)) -> Response<String>;
 /// Answers the errors of the services it wraps with responses; see the
 /// [module docs](self).
 ///
-/// By default [`error_response`](crate::core::rejection::error_response) builds them:
+/// By default [`error_response`] builds them:
 /// a Palisade layer error anywhere in the error's source chain gets its status and
 /// headers, anything else a 500 whose body does not repeat the error's text.
 #[derive(Clone, Copy, Debug)]
@@ -61,7 +61,7 @@ pub struct ErrorResponseLayer {
 }
 
 impl ErrorResponseLayer {
-    /// Answers errors with [`error_response`](crate::core::rejection::error_response).
+    /// Answers errors with [`error_response`].
     pub fn new() -> Self {
         Self {
             to_response: error_response,
@@ -69,7 +69,7 @@ impl ErrorResponseLayer {
     }
 
     /// Answers errors with `to_response` instead, for example one that adds a JSON body
-    /// and falls back on [`error_response`](crate::core::rejection::error_response).
+    /// and falls back on [`error_response`].
     pub fn with(to_response: ToResponse) -> Self {
         Self { to_response }
     }
