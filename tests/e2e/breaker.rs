@@ -5,12 +5,31 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use palisade::ServiceBuilderExt;
-use palisade::breaker::{BreakerLayer, State};
+use palisade::breaker::{BreakerBuilder, BreakerHandle, BreakerLayer, State};
+use palisade::core::classify::ErrorClassifier;
 use palisade::prelude::HttpClassifier;
 use tower::ServiceBuilder;
 
 use crate::rejections;
 use crate::support::{Backend, client, get, run, serve};
+
+/// Serves `backend` behind the breaker `builder` describes (judging HTTP answers, no
+/// jitter on the open time, layer errors as responses): its handle and address.
+async fn serve_behind(
+    backend: &std::sync::Arc<Backend>,
+    builder: BreakerBuilder<ErrorClassifier>,
+) -> (BreakerHandle, std::net::SocketAddr) {
+    let breaker = builder
+        .classifier(HttpClassifier::new())
+        .open_jitter(0.0)
+        .build()
+        .unwrap();
+    let handle = breaker.handle();
+    let app = backend
+        .router()
+        .layer(ServiceBuilder::new().layer(rejections()).breaker(breaker));
+    (handle, serve(app).await)
+}
 
 #[test]
 fn opens_under_an_error_burst_then_recovers() {
@@ -18,18 +37,10 @@ fn opens_under_an_error_burst_then_recovers() {
         let backend = Backend::new();
         let breaker = BreakerLayer::builder()
             .name("e2e-breaker")
-            .classifier(HttpClassifier::new())
             .consecutive_failures(3)
             .open_duration(Duration::from_secs(10))
-            .open_jitter(0.0)
-            .half_open(1, 1)
-            .build()
-            .unwrap();
-        let handle = breaker.handle();
-        let app = backend
-            .router()
-            .layer(ServiceBuilder::new().layer(rejections()).breaker(breaker));
-        let addr = serve(app).await;
+            .half_open(1, 1);
+        let (handle, addr) = serve_behind(&backend, breaker).await;
         let client = client();
 
         // The burst: three 503s from the backend itself.
@@ -78,17 +89,9 @@ fn a_failed_probe_opens_it_again() {
         let backend = Backend::new();
         let breaker = BreakerLayer::builder()
             .name("e2e-breaker-probe")
-            .classifier(HttpClassifier::new())
             .consecutive_failures(2)
-            .open_duration(Duration::from_secs(5))
-            .open_jitter(0.0)
-            .build()
-            .unwrap();
-        let handle = breaker.handle();
-        let app = backend
-            .router()
-            .layer(ServiceBuilder::new().layer(rejections()).breaker(breaker));
-        let addr = serve(app).await;
+            .open_duration(Duration::from_secs(5));
+        let (handle, addr) = serve_behind(&backend, breaker).await;
         let client = client();
 
         backend.fail_next(3);
