@@ -43,6 +43,10 @@ pin_project! {
     /// inner service ready and calling it; or an immediately-ready [`BulkheadFull`].
     /// The permit and the place in the queue are fields: dropping the future at any
     /// point gives them back.
+    ///
+    /// A queued call keeps its state (service, request, the wait) in one allocation,
+    /// made when it joins the queue: the future of a call admitted at once is the
+    /// inner future and a permit, and every layer that wraps it moves that much.
     pub struct ResponseFuture<S, Req, C>
     where
         S: Service<Req>,
@@ -65,23 +69,25 @@ pin_project! {
             permit: Option<Permit>,
             start: Option<Instant>,
         },
-        Waiting {
-            wait: Wait,
-            slot: Option<QueueSlot>,
-            service: Option<S>,
-            request: Option<Req>,
-            reason: BulkheadReason,
-            enqueued: Instant,
-        },
-        Starting {
-            permit: Option<Permit>,
-            service: Option<S>,
-            request: Option<Req>,
+        Queued {
+            queued: Box<Queued<S, Req>>,
         },
         Rejected {
-            error: Option<BulkheadFull>,
+            error: Option<BoxError>,
         },
     }
+}
+
+/// A call that joined the queue: waiting for a permit (`wait` is `Some`), then, once
+/// admitted, holding it while the inner service gets ready.
+struct Queued<S, Req> {
+    wait: Option<Wait>,
+    slot: Option<QueueSlot>,
+    permit: Option<Permit>,
+    service: Option<S>,
+    request: Option<Req>,
+    reason: BulkheadReason,
+    enqueued: Instant,
 }
 
 impl<S, Req, C> ResponseFuture<S, Req, C>
@@ -114,13 +120,16 @@ where
         classifier: C,
     ) -> Self {
         Self {
-            kind: Kind::Waiting {
-                wait,
-                slot: Some(slot),
-                service: Some(service),
-                request: Some(request),
-                reason,
-                enqueued,
+            kind: Kind::Queued {
+                queued: Box::new(Queued {
+                    wait: Some(wait),
+                    slot: Some(slot),
+                    permit: None,
+                    service: Some(service),
+                    request: Some(request),
+                    reason,
+                    enqueued,
+                }),
             },
             classifier,
         }
@@ -128,7 +137,9 @@ where
 
     pub(crate) fn rejected(error: BulkheadFull, classifier: C) -> Self {
         Self {
-            kind: Kind::Rejected { error: Some(error) },
+            kind: Kind::Rejected {
+                error: Some(error.into()),
+            },
             classifier,
         }
     }
@@ -141,8 +152,8 @@ where
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match &self.kind {
             Kind::Running { .. } => "running",
-            Kind::Waiting { .. } => "waiting",
-            Kind::Starting { .. } => "starting",
+            Kind::Queued { queued } if queued.wait.is_some() => "waiting",
+            Kind::Queued { .. } => "starting",
             Kind::Rejected { .. } => "rejected",
         };
         f.debug_struct("ResponseFuture")
@@ -177,53 +188,43 @@ where
                     drop(permit.take());
                     return Poll::Ready(result.map_err(Into::into));
                 }
-                KindProj::Waiting {
-                    wait,
-                    slot,
-                    service,
-                    request,
-                    reason,
-                    enqueued,
-                } => {
-                    let admitted = ready!(wait.as_mut().poll(cx));
-                    let slot = slot.take().expect("ResponseFuture polled after completion");
-                    let stripe = slot.stripe.clone();
-                    drop(slot);
-                    let shared = &stripe.shared;
-                    if let Some(h) = &shared.metrics.wait {
-                        h.record(enqueued.elapsed().as_secs_f64());
+                KindProj::Queued { queued } => {
+                    if let Some(wait) = &mut queued.wait {
+                        let admitted = ready!(wait.as_mut().poll(cx));
+                        queued.wait = None;
+                        let slot = queued
+                            .slot
+                            .take()
+                            .expect("ResponseFuture polled after completion");
+                        let stripe = slot.stripe.clone();
+                        drop(slot);
+                        let shared = &stripe.shared;
+                        if let Some(h) = &shared.metrics.wait {
+                            h.record(queued.enqueued.elapsed().as_secs_f64());
+                        }
+                        if !admitted {
+                            let error = shared.reject(queued.reason);
+                            this.kind.set(Kind::Rejected { error: None });
+                            return Poll::Ready(Err(error.into()));
+                        }
+                        tracing::trace!(bulkhead = %shared.name, "queued call admitted");
+                        queued.permit = Some(Permit { stripe });
                     }
-                    if !admitted {
-                        let error = shared.reject(*reason);
-                        this.kind.set(Kind::Rejected { error: None });
-                        return Poll::Ready(Err(error.into()));
-                    }
-                    tracing::trace!(bulkhead = %shared.name, "queued call admitted");
-                    let (service, request) = (service.take(), request.take());
-                    this.kind.set(Kind::Starting {
-                        permit: Some(Permit { stripe }),
-                        service,
-                        request,
-                    });
-                }
-                KindProj::Starting {
-                    permit,
-                    service,
-                    request,
-                } => {
-                    let svc = service
+                    let svc = queued
+                        .service
                         .as_mut()
                         .expect("ResponseFuture polled after completion");
                     if let Err(e) = ready!(svc.poll_ready(cx)) {
-                        drop(permit.take());
+                        drop(queued.permit.take());
                         this.kind.set(Kind::Rejected { error: None });
                         return Poll::Ready(Err(e.into()));
                     }
-                    let request = request
+                    let request = queued
+                        .request
                         .take()
                         .expect("ResponseFuture polled after completion");
                     let future = svc.call(request);
-                    let permit = permit.take();
+                    let permit = queued.permit.take();
                     let start = permit
                         .as_ref()
                         .and_then(|p| p.stripe.shared.limiter.as_ref())
@@ -237,8 +238,7 @@ where
                 KindProj::Rejected { error } => {
                     return Poll::Ready(Err(error
                         .take()
-                        .expect("ResponseFuture polled after completion")
-                        .into()));
+                        .expect("ResponseFuture polled after completion")));
                 }
             }
         }
