@@ -6,8 +6,18 @@
 //! - `bare`, `tower_timeout`, `deadline`: the same requests, already carrying a
 //!   `Deadline` in their extensions (as they do behind an outer layer or after an
 //!   upstream hop), so `DeadlineLayer` updates it in place.
+//! - `bare_routed`, `tower_timeout_routed`, `deadline_routed`: requests whose
+//!   extensions hold another value but no `Deadline`, as axum's router leaves them
+//!   (it stores the matched path and the path parameters): the layer boxes its
+//!   `Deadline` into the existing map.
 //! - `bare_empty_ext`, `deadline_empty_ext`: requests with empty extensions; the
 //!   layer then pays `http::Extensions::insert` (a map and a boxed value).
+//! - `built/…`: the first three again, but each request is built inside the timed
+//!   loop, just before its call, as a server builds one just before the stack sees
+//!   it. In the batched cases criterion builds a batch of requests first, so the
+//!   layer's read of the request's extensions often misses the cache (the request
+//!   is built, then its turn comes thousands of requests later); tower's `Timeout`
+//!   reads nothing from the request.
 //! - `bare_grpc_timeout`, `deadline_grpc_timeout`: as above, with an inbound
 //!   `grpc-timeout` header for the layer to parse.
 //! - `propagate`: `PropagateDeadlineLayer` writing `grpc-timeout` (one `HeaderValue`).
@@ -82,6 +92,30 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("deadline", |b| {
         b.iter_batched(carrying, |r| call(&mut deadline, r), BatchSize::SmallInput)
+    });
+    // After axum's router: a map with another value in it, no Deadline.
+    #[derive(Clone)]
+    struct Routed(#[allow(dead_code)] &'static str);
+    let routed = || {
+        let mut req = Request::new(());
+        req.extensions_mut().insert(Routed("/"));
+        req
+    };
+    g.bench_function("bare_routed", |b| {
+        b.iter_batched(routed, |r| call(&mut bare, r), BatchSize::SmallInput)
+    });
+    g.bench_function("tower_timeout_routed", |b| {
+        b.iter_batched(routed, |r| call(&mut timeout, r), BatchSize::SmallInput)
+    });
+    g.bench_function("deadline_routed", |b| {
+        b.iter_batched(routed, |r| call(&mut deadline, r), BatchSize::SmallInput)
+    });
+    g.bench_function("built/bare", |b| b.iter(|| call(&mut bare, carrying())));
+    g.bench_function("built/tower_timeout", |b| {
+        b.iter(|| call(&mut timeout, carrying()))
+    });
+    g.bench_function("built/deadline", |b| {
+        b.iter(|| call(&mut deadline, carrying()))
     });
     let with_header = || {
         let mut req = carrying();
