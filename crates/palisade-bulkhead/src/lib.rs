@@ -133,8 +133,12 @@
 //! tokio's permit release (which takes the semaphore's waiter lock briefly, as in
 //! tower's `ConcurrencyLimit`) and a load of the debt counter. No allocation, no clock
 //! read (unless the limit is adaptive or `record_wait` is on), no metric written, and
-//! the deadline is not even looked up. A call that must queue allocates one box (tokio's
-//! `acquire` future cannot be named, so it cannot be stored inline) and a timer.
+//! the deadline is not even looked up. A call that must queue allocates two boxes: one
+//! for tokio's `acquire` future raced against a timer (it cannot be named, so it cannot
+//! be stored inline), one for the rest of its queued state (the readied service and the
+//! request). Keeping that state out of line keeps the response future of an admitted
+//! call to the inner future and a permit, which every layer outside the bulkhead moves.
+//! A refusal is boxed into its `BoxError` when it is made.
 //!
 //! # Metrics
 //!
