@@ -1,9 +1,13 @@
 //! The permit (and the place in the queue) comes back whatever happens to the call:
-//! success, error, panic, drop while waiting, drop while running, an inner service
-//! that fails to become ready after the wait.
+//! success, error, panic, drop while waiting, drop after the wait while the inner
+//! service is not ready, drop while running, an inner service that fails to become
+//! ready after the wait.
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use palisade_bulkhead::{BulkheadHandle, BulkheadLayer, BulkheadReason};
@@ -194,6 +198,68 @@ async fn when_the_inner_service_fails_to_become_ready_after_the_wait() {
     let err = queued.await.unwrap().unwrap_err();
     assert_eq!(err.to_string(), "not ready");
     assert_idle(&h, 1);
+}
+
+/// A service that is ready while its gate is open and answers calls by their id;
+/// counts the calls it received.
+#[derive(Clone)]
+struct Gated {
+    open: Arc<AtomicBool>,
+    calls: Arc<AtomicUsize>,
+    inner: Mock,
+}
+
+impl tower::Service<Req> for Gated {
+    type Response = u32;
+    type Error = BoxError;
+    type Future = <Mock as tower::Service<Req>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        if !self.open.load(SeqCst) {
+            // The test never reopens the gate for a waiting caller: no waker to keep.
+            return Poll::Pending;
+        }
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, r: Req) -> Self::Future {
+        self.calls.fetch_add(1, SeqCst);
+        self.inner.call(r)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_dropped_after_the_wait_while_the_inner_service_is_not_ready() {
+    let layer = layer(1);
+    let h = layer.handle();
+    let (mock, mut handle) = tower_test::mock::pair::<Req, u32>();
+    let gated = Gated {
+        open: Arc::new(AtomicBool::new(true)),
+        calls: Arc::new(AtomicUsize::new(0)),
+        inner: mock,
+    };
+    let svc = layer.layer(gated.clone());
+    let first = spawn_call(&svc, req(1));
+    settle().await;
+    let queued = spawn_call(&svc, req(2));
+    settle().await;
+    assert_eq!(h.queued(), 1);
+    // Once the first call ends, the queued one gets the permit but its service is
+    // not ready.
+    gated.open.store(false, SeqCst);
+    answer_next(&mut handle).await;
+    first.await.unwrap().unwrap();
+    settle().await;
+    assert_eq!((h.queued(), h.in_flight()), (0, 1));
+    queued.abort();
+    settle().await;
+    assert!(queued.await.unwrap_err().is_cancelled());
+    assert_idle(&h, 1);
+    assert_eq!(
+        gated.calls.load(SeqCst),
+        1,
+        "the dropped call reached the service"
+    );
 }
 
 #[tokio::test(start_paused = true)]
