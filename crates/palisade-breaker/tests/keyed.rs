@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::DebuggingRecorder;
 use palisade_breaker::{BreakerConfig, BreakerOpen, KeyLimits, KeyedBreakerLayer, State};
 use palisade_core::BoxError;
 use tokio::time::advance;
@@ -148,51 +148,33 @@ async fn concurrent_new_keys_respect_the_bound() {
 fn metrics_sum_over_keys_unless_labelled() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
+    palisade_testkit::on_paused_runtime(&recorder, || async {
+        fn key(r: &Req) -> u32 {
+            r.0
+        }
+        let plain = KeyedBreakerLayer::builder(key as fn(&Req) -> u32)
+            .name("sum")
+            .config(config())
             .build()
             .unwrap();
-        rt.block_on(async {
-            fn key(r: &Req) -> u32 {
-                r.0
-            }
-            let plain = KeyedBreakerLayer::builder(key as fn(&Req) -> u32)
-                .name("sum")
-                .config(config())
-                .build()
-                .unwrap();
-            let labelled = KeyedBreakerLayer::builder(key as fn(&Req) -> u32)
-                .name("per-key")
-                .config(config())
-                .label_keys(true)
-                .build()
-                .unwrap();
-            for layer in [&plain, &labelled] {
-                let svc = layer.layer(backend());
-                svc.clone().oneshot((1, false)).await.unwrap();
-                svc.clone().oneshot((2, true)).await.unwrap_err();
-                svc.clone().oneshot((2, false)).await.unwrap_err();
-            }
-            palisade_core::collect::collect_all();
-        });
+        let labelled = KeyedBreakerLayer::builder(key as fn(&Req) -> u32)
+            .name("per-key")
+            .config(config())
+            .label_keys(true)
+            .build()
+            .unwrap();
+        for layer in [&plain, &labelled] {
+            let svc = layer.layer(backend());
+            svc.clone().oneshot((1, false)).await.unwrap();
+            svc.clone().oneshot((2, true)).await.unwrap_err();
+            svc.clone().oneshot((2, false)).await.unwrap_err();
+        }
+        palisade_core::collect::collect_all();
     });
     let snap = snapshotter.snapshot().into_vec();
+    // Exact label sets: a series summed over keys has no `key` label at all.
     let value = |name: &str, labels: &[(&str, &str)]| {
-        snap.iter().find_map(|(k, _, _, v)| {
-            let key = k.key();
-            let ok = key.name() == name
-                && key.labels().count() == labels.len()
-                && labels
-                    .iter()
-                    .all(|(lk, lv)| key.labels().any(|l| l.key() == *lk && l.value() == *lv));
-            ok.then(|| match v {
-                DebugValue::Counter(c) => *c as f64,
-                DebugValue::Gauge(g) => g.into_inner(),
-                DebugValue::Histogram(h) => h.len() as f64,
-            })
-        })
+        palisade_testkit::metrics::find_exact(&snap, name, labels).map(|v| v.as_f64())
     };
     let calls = "palisade_breaker_calls_total";
     assert_eq!(

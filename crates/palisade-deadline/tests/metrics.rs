@@ -5,39 +5,17 @@ use std::time::Duration;
 
 use http::Request;
 use metrics::Unit;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::MetricKind;
+use metrics_util::debugging::DebuggingRecorder;
 use palisade_deadline::{DeadlineLayer, PropagateDeadlineLayer};
+use palisade_testkit::metrics::{Row, Val, find};
 use tower::{Layer, ServiceExt, service_fn};
 
-/// `(name, labels, unit, value)` of one metric.
-type Row = (String, Vec<(String, String)>, Option<Unit>, DebugValue);
-
-/// Every metric recorded.
-fn snapshot(s: &Snapshotter) -> Vec<Row> {
-    s.snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(key, unit, _, value)| {
-            let key = key.key();
-            let labels = key
-                .labels()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            (key.name().to_owned(), labels, unit, value)
-        })
-        .collect()
-}
-
-fn counter(all: &[Row], name: &str, layer: &str) -> u64 {
-    all.iter()
-        .find_map(|(n, labels, _, v)| {
-            let labelled = labels.iter().any(|(k, val)| k == "name" && val == layer);
-            match v {
-                DebugValue::Counter(c) if n == name && labelled => Some(*c),
-                _ => None,
-            }
-        })
-        .unwrap_or_else(|| panic!("no counter {name}{{name={layer}}}"))
+fn counter(rows: &[Row], name: &str, layer: &str) -> u64 {
+    match find(rows, MetricKind::Counter, name, &[("name", layer)]) {
+        Some(Val::Counter(c)) => c,
+        other => panic!("no counter {name}{{name={layer}}}: {other:?}"),
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -94,7 +72,7 @@ async fn outcomes_are_counted_per_layer_name() {
     // The quiet layer: nothing happens.
     quiet.layer(fast).oneshot(Request::new(())).await.unwrap();
 
-    let all = snapshot(&snapshotter);
+    let all = snapshotter.snapshot().into_vec();
     assert_eq!(counter(&all, "palisade_deadline_exceeded_total", "api"), 2);
     assert_eq!(
         counter(&all, "palisade_deadline_malformed_header_total", "api"),
@@ -109,29 +87,32 @@ async fn outcomes_are_counted_per_layer_name() {
         0
     );
 
-    let budgets: Vec<f64> = all
-        .iter()
-        .find_map(|(n, _, unit, v)| match v {
-            DebugValue::Histogram(h) if n == "palisade_deadline_budget_seconds" => {
-                assert_eq!(*unit, Some(Unit::Seconds));
-                Some(h.iter().map(|f| f.0).collect())
-            }
-            _ => None,
-        })
-        .expect("budget histogram");
+    let budget = "palisade_deadline_budget_seconds";
     // Expired calls record no budget.
-    assert_eq!(budgets, [1.0, 0.25, 1.0, 1.0]);
-
+    assert_eq!(
+        find(&all, MetricKind::Histogram, budget, &[("name", "api")]),
+        Some(Val::Histogram(vec![1.0, 0.25, 1.0, 1.0]))
+    );
     // Off by default: the quiet layer registered no histogram.
-    assert!(
-        !all.iter()
-            .any(|(n, labels, _, _)| n == "palisade_deadline_budget_seconds"
-                && labels.iter().any(|(_, v)| v == "quiet"))
+    assert_eq!(
+        find(&all, MetricKind::Histogram, budget, &[("name", "quiet")]),
+        None
     );
     // Described with units.
-    assert!(
+    let unit_of = |name: &str| {
         all.iter()
-            .filter(|(n, ..)| n.ends_with("_total"))
-            .all(|(_, _, unit, _)| *unit == Some(Unit::Count))
+            .find(|(k, ..)| k.key().name() == name)
+            .and_then(|(_, unit, ..)| *unit)
+    };
+    assert_eq!(unit_of(budget), Some(Unit::Seconds));
+    let totals: Vec<_> = all
+        .iter()
+        .filter(|(k, ..)| k.key().name().ends_with("_total"))
+        .collect();
+    assert!(!totals.is_empty());
+    assert!(
+        totals
+            .iter()
+            .all(|(_, unit, ..)| *unit == Some(Unit::Count))
     );
 }

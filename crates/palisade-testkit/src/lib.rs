@@ -135,20 +135,34 @@ pub mod metrics {
         labels: &[(&str, &str)],
     ) -> Option<Val> {
         rows.iter().find_map(|(k, _, _, v)| {
-            let key = k.key();
-            let matches = k.kind() == kind
-                && key.name() == name
-                && labels
-                    .iter()
-                    .all(|(lk, lv)| key.labels().any(|l| l.key() == *lk && l.value() == *lv));
-            matches.then(|| match v {
-                DebugValue::Counter(c) => Val::Counter(*c),
-                DebugValue::Gauge(g) => Val::Gauge(g.into_inner()),
-                DebugValue::Histogram(h) => {
-                    Val::Histogram(h.iter().map(|x| x.into_inner()).collect())
-                }
-            })
+            let matches = k.kind() == kind && has_labels(k, name, labels);
+            matches.then(|| val(v))
         })
+    }
+
+    /// The first metric of any kind named `name` whose labels are exactly `labels`
+    /// (in any order): no more, no fewer.
+    pub fn find_exact(rows: &[Row], name: &str, labels: &[(&str, &str)]) -> Option<Val> {
+        rows.iter().find_map(|(k, _, _, v)| {
+            let matches = k.key().labels().count() == labels.len() && has_labels(k, name, labels);
+            matches.then(|| val(v))
+        })
+    }
+
+    fn has_labels(k: &CompositeKey, name: &str, labels: &[(&str, &str)]) -> bool {
+        let key = k.key();
+        key.name() == name
+            && labels
+                .iter()
+                .all(|(lk, lv)| key.labels().any(|l| l.key() == *lk && l.value() == *lv))
+    }
+
+    fn val(v: &DebugValue) -> Val {
+        match v {
+            DebugValue::Counter(c) => Val::Counter(*c),
+            DebugValue::Gauge(g) => Val::Gauge(g.into_inner()),
+            DebugValue::Histogram(h) => Val::Histogram(h.iter().map(|x| x.into_inner()).collect()),
+        }
     }
 }
 

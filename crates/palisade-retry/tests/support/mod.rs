@@ -5,10 +5,12 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use metrics_util::debugging::{DebugValue, Snapshotter};
+use metrics_util::MetricKind;
+use metrics_util::debugging::Snapshotter;
 use palisade_core::BoxError;
 use palisade_core::Category;
 use palisade_core::classify::{Classification, Classify};
+use palisade_testkit::metrics::{Row, Val, find_exact};
 use tokio::time::Instant;
 use tower::Service;
 use tower::service_fn;
@@ -103,9 +105,7 @@ pub fn ms(n: u64) -> Duration {
 
 /// Every counter of a snapshot (taking a snapshot resets the debugging recorder's
 /// counters, so take one and query it).
-pub struct Counters(Vec<(String, Labels, u64)>);
-
-type Labels = Vec<(String, String)>;
+pub struct Counters(Vec<Row>);
 
 pub fn counters(snapshotter: &Snapshotter) -> Counters {
     Counters(
@@ -113,17 +113,7 @@ pub fn counters(snapshotter: &Snapshotter) -> Counters {
             .snapshot()
             .into_vec()
             .into_iter()
-            .filter_map(|(key, _, _, value)| match value {
-                DebugValue::Counter(n) => Some((
-                    key.key().name().to_owned(),
-                    key.key()
-                        .labels()
-                        .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                        .collect(),
-                    n,
-                )),
-                _ => None,
-            })
+            .filter(|(key, ..)| key.kind() == MetricKind::Counter)
             .collect(),
     )
 }
@@ -131,16 +121,11 @@ pub fn counters(snapshotter: &Snapshotter) -> Counters {
 impl Counters {
     /// The value of counter `name` with exactly `labels` (0 when absent).
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        self.0
-            .iter()
-            .find(|(n, ls, _)| {
-                n == name
-                    && ls.len() == labels.len()
-                    && labels
-                        .iter()
-                        .all(|(k, v)| ls.iter().any(|(lk, lv)| lk == k && lv == v))
-            })
-            .map_or(0, |(_, _, v)| *v)
+        match find_exact(&self.0, name, labels) {
+            Some(Val::Counter(n)) => n,
+            None => 0,
+            Some(other) => panic!("{name} is not a counter: {other:?}"),
+        }
     }
 
     /// How many counters were registered.
