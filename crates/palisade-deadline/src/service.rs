@@ -151,11 +151,16 @@ where
         {
             return ResponseFuture::failed(e.into());
         }
-        // One lookup both finds an inherited deadline and gives the slot to update.
-        let extensions = req.extensions_mut();
-        let slot = extensions.get_mut::<Deadline>();
-        if let Some(inherited) = slot.as_deref() {
-            earliest.inherit(*inherited);
+        // One lookup finds an inherited deadline, or stores the earliest so far in a
+        // request without one (`http::Extensions` boxes it), and gives the slot to
+        // update either way.
+        let mut inherited = true;
+        let slot = req.extensions_mut().get_or_insert_with(|| {
+            inherited = false;
+            earliest.deadline
+        });
+        if inherited {
+            earliest.inherit(*slot);
         }
 
         let Earliest { deadline, source } = earliest;
@@ -165,14 +170,7 @@ where
         if let Some(histogram) = &shared.metrics.budget {
             histogram.record(deadline.remaining_from(now).as_secs_f64());
         }
-        // A deadline already present is updated in place; only a request without one
-        // pays `Extensions::insert`, which boxes the value.
-        match slot {
-            Some(slot) => *slot = deadline,
-            None => {
-                extensions.insert(deadline);
-            }
-        }
+        *slot = deadline;
         ResponseFuture::running(
             self.inner.call(req),
             deadline.instant(),
