@@ -332,13 +332,14 @@ fn app(args: &Args) -> Result<Router, BoxError> {
                 0 => Quota::new(u32::MAX, Duration::from_millis(1)),
                 r => Quota::per_second(r).with_burst(r.div_ceil(10).max(1)),
             };
-            let handler = service_fn(move |req: Request<Body>| {
-                let call = BackendCall {
+            // The handler is the client itself, its request and response mapped: no
+            // clone of the client per request, and its readiness is the stack's.
+            let handler = ServiceBuilder::new()
+                .map_request(|req: Request<Body>| BackendCall {
                     deadline: Deadline::from_extensions(req.extensions()),
-                };
-                let client = client.clone();
-                async move { client.oneshot(call).await.map(ok_response) }
-            });
+                })
+                .map_response(ok_response)
+                .service(client);
             let budget = ErrorBudget::new("api", presets::three_nines_24_hours())?;
             let stack = ServiceBuilder::new()
                 .error_responses()
@@ -369,15 +370,11 @@ fn app(args: &Args) -> Result<Router, BoxError> {
             let client = ServiceBuilder::new().retry(policy).service(service_fn(
                 move |call: BackendCall| backend.clone().call(call),
             ));
-            let handler = service_fn(move |_: Request<Body>| {
-                let client = client.clone();
-                async move {
-                    client
-                        .oneshot(BackendCall { deadline: None })
-                        .await
-                        .map(ok_response)
-                }
-            });
+            // Composed as the Palisade stack's handler is.
+            let handler = ServiceBuilder::new()
+                .map_request(|_: Request<Body>| BackendCall { deadline: None })
+                .map_response(ok_response)
+                .service(client);
             // tower's RateLimit counts in fixed windows and holds calls back until the
             // next one: per second, a second's quota passes in a burst and then nothing
             // for the rest of the second. Windows of 10 ms keep it close to a smooth rate.
