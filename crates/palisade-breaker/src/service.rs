@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 
 use palisade_core::BoxError;
 use palisade_core::classify::{Classify, ErrorClassifier};
+use palisade_core::clock::Stamp;
 use palisade_core::layer_error::{BreakerOpen, OpenReason};
 use tokio::time::Instant;
 use tower_service::Service;
@@ -277,8 +278,11 @@ fn admit<F, C: Clone>(
     classifier: &C,
     call: impl FnOnce() -> F,
 ) -> ResponseFuture<F, C> {
-    let start = core.times_calls().then(Instant::now);
+    // Held until the inner call returns: the layers under this one share its reading.
+    let stamp = Stamp::enter();
+    let start = core.times_calls().then(|| stamp.now());
     let future = call();
+    drop(stamp);
     ResponseFuture::running(
         future,
         Record {

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use palisade_core::classify::{Classify, ErrorClassifier};
+use palisade_core::clock::Stamp;
 use palisade_core::layer_error::BulkheadReason;
 use palisade_core::{BoxError, GetDeadline, NoDeadline};
-use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::future::{ResponseFuture, wait_for_permit};
@@ -115,8 +115,12 @@ where
             if let Some(h) = &shared.metrics.wait {
                 h.record(0.0);
             }
-            let start = shared.limiter.as_ref().map(|_| Instant::now());
+            // Held until the inner call returns: the layers under this one share its
+            // reading.
+            let stamp = Stamp::enter();
+            let start = shared.limiter.as_ref().map(|_| stamp.now());
             let future = self.inner.call(req);
+            drop(stamp);
             return ResponseFuture::running(future, permit, start, self.classifier.clone());
         }
         self.enqueue(req)
@@ -133,7 +137,7 @@ impl<S, C, D> Bulkhead<S, C, D> {
     {
         let stripe = self.stripes.current().clone();
         let shared = &stripe.shared;
-        let now = Instant::now();
+        let now = Stamp::enter().now();
         let deadline = self.deadline.deadline(&req);
         if deadline.is_some_and(|d| d.is_expired_at(now)) {
             let error = shared.reject(BulkheadReason::Deadline);

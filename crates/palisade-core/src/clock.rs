@@ -1,4 +1,5 @@
-//! Nanoseconds since an epoch, from `tokio::time::Instant`s, cheaply.
+//! Clock readings, cheaply: one per call for a whole stack ([`Stamp`]), and nanoseconds
+//! since an epoch ([`Epoch`]).
 //!
 //! Layers that keep time in atomics (the rate limiter's GCRA, the error budget's
 //! buckets, the retry budget's slots) work in `u64` nanoseconds since an [`Epoch`].
@@ -32,6 +33,7 @@
 //! or the hasher is fed anything but those two numbers, the epoch falls back to
 //! `duration_since` for good. Same results either way, only the cost differs.
 
+use std::cell::Cell;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
@@ -146,6 +148,83 @@ impl Epoch {
     }
 }
 
+thread_local! {
+    /// `None`: no [`Stamp`] is held on this thread. `Some(reading)`: one is, with the
+    /// clock reading of its call once a layer has needed one.
+    static STAMP: Cell<Option<Option<Instant>>> = const { Cell::new(None) };
+}
+
+/// One clock reading shared by the layers of a stack while a call passes down it.
+///
+/// A `call` goes down a stack synchronously: each layer's `call` calls the next one's
+/// before it returns. The outermost layer that enters a stamp opens a scope on this
+/// thread until its stamp is dropped; the first [`now`](Stamp::now) in that scope
+/// reads the clock, and every later one (from that layer or any layer under it)
+/// returns the same reading instead of a clock read of its own (17 ns each on the
+/// machines here). So a stack of a rate limiter, a deadline and a retry reads the
+/// clock once per call, not three times, and all of them date the call alike: when
+/// it entered the stack. A stamp whose `now` is never asked for reads nothing.
+///
+/// Hold the stamp across the inner `call`, and only there: in a response future's
+/// `poll`, read the clock. The reading is `tokio::time::Instant::now()`, so paused time
+/// drives it exactly (time cannot move while a `call` runs). A panic drops the stamp
+/// like any other value, and with it the scope.
+///
+/// ```
+/// use palisade_core::clock::Stamp;
+///
+/// let outer = Stamp::enter();
+/// let inner = Stamp::enter(); // a layer further down, in the same call
+/// assert_eq!(inner.now(), outer.now());
+/// let first = outer.now();
+/// drop(inner);
+/// drop(outer);
+/// let later = Stamp::enter(); // the next call reads the clock again
+/// assert!(later.now() >= first);
+/// ```
+#[derive(Debug)]
+#[must_use = "the reading is shared only while the stamp is held"]
+pub struct Stamp {
+    owner: bool,
+}
+
+impl Stamp {
+    /// Joins the scope of a stamp held further up this call, or opens one.
+    #[inline]
+    pub fn enter() -> Self {
+        STAMP.with(|cell| {
+            let owner = cell.get().is_none();
+            if owner {
+                cell.set(Some(None));
+            }
+            Self { owner }
+        })
+    }
+
+    /// The instant the call entered the stack: the scope's reading, taken now if no
+    /// layer has needed it yet.
+    #[inline]
+    pub fn now(&self) -> Instant {
+        STAMP.with(|cell| match cell.get() {
+            Some(Some(now)) => now,
+            _ => {
+                let now = Instant::now();
+                cell.set(Some(Some(now)));
+                now
+            }
+        })
+    }
+}
+
+impl Drop for Stamp {
+    #[inline]
+    fn drop(&mut self) {
+        if self.owner {
+            STAMP.with(|cell| cell.set(None));
+        }
+    }
+}
+
 /// Whether `raw` measures the same distances as `duration_since` around `at`.
 fn raw_agrees(at: Instant) -> bool {
     let Some(base) = raw(at) else {
@@ -180,6 +259,46 @@ mod tests {
         let e = Epoch::now();
         // std's layout on the platforms CI runs: the fast path is taken.
         assert!(e.raw.is_some(), "raw instant reading rejected");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stamp_is_shared_down_one_call_and_only_there() {
+        let outer = Stamp::enter();
+        let first = outer.now();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        // Held further up: the same reading, though the clock has moved.
+        let inner = Stamp::enter();
+        assert_eq!(inner.now(), first);
+        drop(inner);
+        // The inner stamp did not own the scope: still shared.
+        assert_eq!(Stamp::enter().now(), first);
+        drop(outer);
+        let next = Stamp::enter();
+        assert_eq!(next.now(), first + Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panic_under_a_stamp_releases_its_reading() {
+        let caught = std::panic::catch_unwind(|| {
+            let _stamp = Stamp::enter();
+            panic!("inner call panicked");
+        });
+        assert!(caught.is_err());
+        let before = Stamp::enter().now();
+        tokio::time::advance(Duration::from_millis(5)).await;
+        assert_eq!(Stamp::enter().now(), before + Duration::from_millis(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stamp_reads_the_clock_when_first_asked() {
+        let outer = Stamp::enter();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let inner = Stamp::enter();
+        let at = inner.now();
+        drop(inner);
+        assert_eq!(outer.now(), at, "the inner layer's reading is the scope's");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(outer.now(), at);
     }
 
     #[test]

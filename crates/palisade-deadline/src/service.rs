@@ -4,6 +4,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
+use palisade_core::clock::Stamp;
 use palisade_core::headers::{grpc_timeout, millis};
 use palisade_core::{Deadline, GetDeadline, HeaderError};
 use tokio::time::Instant;
@@ -136,7 +137,9 @@ where
     #[inline(always)]
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let shared = &*self.owner.shared;
-        let now = Instant::now();
+        // One clock read for the whole stack (held until the inner call returns).
+        let stamp = Stamp::enter();
+        let now = stamp.now();
 
         let budget = match self.policy.budget(&RequestHead::from_request(&req)) {
             Some(budget) => budget,

@@ -630,3 +630,34 @@ async fn services_are_cloneable_and_debuggable() {
 fn new_refuses_a_zero_budget() {
     let _ = DeadlineLayer::new(Duration::ZERO);
 }
+
+/// Under a layer further up that holds a clock `Stamp` (as the rate limiter, the retry
+/// layer and the bulkhead do across their inner call), the deadline is dated from that
+/// layer's reading: one clock read per call for the whole stack.
+#[tokio::test(start_paused = true)]
+async fn a_stamp_held_further_up_dates_the_deadline() {
+    use palisade_core::clock::Stamp;
+
+    let layer = DeadlineLayer::builder()
+        .name("api")
+        .budget(secs(1))
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(service_fn(|req: Request<()>| async move {
+        Ok::<_, Infallible>(Deadline::from_extensions(req.extensions()).unwrap())
+    }));
+
+    let outer = Stamp::enter();
+    let entered = outer.now();
+    advance(ms(300)).await;
+    svc.ready().await.unwrap();
+    let fut = svc.call(get("/"));
+    drop(outer);
+    assert_eq!(fut.await.unwrap().instant(), entered + secs(1));
+
+    // With no stamp held, the layer reads the clock itself.
+    advance(ms(300)).await;
+    let now = Instant::now();
+    let seen = svc.ready().await.unwrap().call(get("/")).await.unwrap();
+    assert_eq!(seen.instant(), now + secs(1));
+}

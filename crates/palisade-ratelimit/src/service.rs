@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use palisade_core::clock::Stamp;
 use palisade_core::layer_error::{RateLimitPolicy, RateLimited};
 use palisade_core::{BoxError, GetDeadline, NoDeadline};
 use tokio::time::Instant;
@@ -219,7 +220,9 @@ where
         let shared = &*self.shared;
         let core = &*shared.core;
         let key = shared.extractor.extract(&req);
-        let now_at = Instant::now();
+        // One clock read for the whole stack (held until the inner call returns).
+        let stamp = Stamp::enter();
+        let now_at = stamp.now();
         let now = core.nanos(now_at);
         let max_wait = if core.max_wait == 0 {
             0

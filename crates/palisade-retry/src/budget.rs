@@ -100,13 +100,26 @@ impl RetryBudget {
     }
 
     fn epoch(&self) -> u32 {
-        (self.start.nanos(Instant::now()) / self.slot_nanos) as u32
+        self.epoch_at(Instant::now())
+    }
+
+    fn epoch_at(&self, now: Instant) -> u32 {
+        (self.start.nanos(now) / self.slot_nanos) as u32
     }
 
     /// Records one request.
     pub fn deposit(&self) {
+        self.deposit_at(Instant::now());
+    }
+
+    /// Records one request made at `now` (the retry layer's [`Stamp`] reading, shared
+    /// with the layers around it).
+    ///
+    /// [`Stamp`]: palisade_core::clock::Stamp
+    #[inline]
+    pub(crate) fn deposit_at(&self, now: Instant) {
         if self.deposit_amount > 0 {
-            record(&self.deposits, self.epoch());
+            record(&self.deposits, self.epoch_at(now));
         }
     }
 

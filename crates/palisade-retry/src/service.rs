@@ -5,6 +5,7 @@ use std::task::{Context, Poll};
 use palisade_core::GetDeadline;
 use palisade_core::NoDeadline;
 use palisade_core::classify::{Classify, ErrorClassifier};
+use palisade_core::clock::Stamp;
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
@@ -81,8 +82,10 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = &self.shared;
+        // Held until the inner call returns: the layers under this one share its reading.
+        let stamp = Stamp::enter();
         if let Some(budget) = &shared.budget {
-            budget.deposit();
+            budget.deposit_at(stamp.now());
         }
         let copy = if shared.max_attempts > 1 {
             shared
