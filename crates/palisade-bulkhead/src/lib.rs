@@ -100,8 +100,9 @@
 //!   call fails at once. So "ready" from `poll_ready` never means "may wait without
 //!   limit" (the trap of bulkheads that delegate `poll_ready` and then wait unbounded
 //!   inside the future).
-//! - **Fairness comes from tokio's semaphore**, which is FIFO: a permit given back goes
-//!   to the oldest waiter, and a newcomer's `try_acquire` cannot overtake it.
+//! - **Fairness comes from tokio's semaphore**, which is FIFO: while anyone is queued,
+//!   a permit given back goes to the oldest waiter, and a newcomer's `try_acquire`
+//!   cannot overtake it.
 //!
 //! The cost of this choice: a queued call moves the inner service, already polled
 //! ready, into its future and leaves a clone behind (`mem::replace`), so the inner
@@ -128,10 +129,13 @@
 //!
 //! # Cost
 //!
-//! A call admitted at once costs one compare-and-swap on the semaphore to take the
-//! permit, one `Arc` increment on the calling thread's own stripe, and on completion
-//! tokio's permit release (which takes the semaphore's waiter lock briefly, as in
-//! tower's `ConcurrencyLimit`) and a load of the debt counter. No allocation, no clock
+//! A call admitted at once costs one compare-and-swap to take the permit, one `Arc`
+//! increment on the calling thread's own stripe, and on completion one atomic add to
+//! give the permit back, plus loads of the debt and queue counters. No lock: while
+//! nobody is queued, a permit given back waits in an atomic counter beside tokio's
+//! semaphore instead of going through `add_permits`, which takes the semaphore's
+//! waiter lock on every call (as tower's `ConcurrencyLimit` does). The semaphore, and
+//! its lock, serve only calls that queue. No allocation, no clock
 //! read (unless the limit is adaptive or `record_wait` is on), no metric written, and
 //! the deadline is not even looked up. A call that must queue allocates two boxes: one
 //! for tokio's `acquire` future raced against a timer (it cannot be named, so it cannot

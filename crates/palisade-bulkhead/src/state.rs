@@ -9,7 +9,17 @@
 //! `OwnedSemaphorePermit`). tokio hands a returned permit straight to the oldest
 //! waiter, so a newcomer's `try_acquire` cannot overtake a queued call.
 //!
-//! The semaphore's capacity (free permits plus permits held) is always
+//! A permit given back while nobody is queued does not go to the semaphore: it waits
+//! in an atomic counter, `idle`, where the next call takes it with one
+//! compare-and-swap. tokio's `add_permits` takes the semaphore's waiter lock on every
+//! call, queue empty or not; the counter keeps that lock off the common path. A call
+//! that joins the queue moves every idle permit into the semaphore, and a permit given
+//! back while anyone is queued goes there directly, so waiters are served in order as
+//! before. (The give-back adds to `idle` and then looks at the queue; the newcomer
+//! joins the queue and then empties `idle`: both sequentially consistent, so one of
+//! them always sees the other and no permit sits idle while a call waits.)
+//!
+//! The capacity (free permits, in the semaphore or idle, plus permits held) is always
 //! `limit + debt`. Raising the limit first cancels debt, then adds permits. Lowering it
 //! takes free permits away at once and, for the rest, records a *debt*: a permit that
 //! comes back while there is debt is forgotten instead of returned. So the limit moves
@@ -35,6 +45,8 @@ pub(crate) struct Shared {
     /// The name rejections carry (interned: no reference count per rejection).
     error_name: &'static str,
     pub(crate) semaphore: Semaphore,
+    /// Free permits held outside the semaphore while nobody is queued (see above).
+    idle: AtomicUsize,
     limit: AtomicUsize,
     debt: AtomicUsize,
     /// Serialises limit changes (never taken on the call path).
@@ -70,6 +82,7 @@ impl Shared {
         Self {
             error_name: palisade_core::intern(&name),
             semaphore: Semaphore::new(config.max_concurrent),
+            idle: AtomicUsize::new(0),
             limit: AtomicUsize::new(config.max_concurrent),
             debt: AtomicUsize::new(0),
             resize: Mutex::new(()),
@@ -94,6 +107,16 @@ impl Shared {
     /// it in a [`Permit`] at once.
     #[inline]
     pub(crate) fn try_acquire(&self) -> bool {
+        let mut idle = self.idle.load(Relaxed);
+        while idle > 0 {
+            match self
+                .idle
+                .compare_exchange_weak(idle, idle - 1, Acquire, Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => idle = now,
+            }
+        }
         match self.semaphore.try_acquire() {
             Ok(p) => {
                 p.forget();
@@ -109,7 +132,24 @@ impl Shared {
         if self.debt.load(Relaxed) != 0 && self.pay_debt() {
             return;
         }
+        if self.queued.load(SeqCst) == 0 {
+            self.idle.fetch_add(1, SeqCst);
+            // A call may have joined the queue meanwhile (and found `idle` empty).
+            if self.queued.load(SeqCst) != 0 {
+                self.flush_idle();
+            }
+            return;
+        }
         self.semaphore.add_permits(1);
+    }
+
+    /// Moves every idle permit into the semaphore, where the queue is served in order.
+    #[cold]
+    fn flush_idle(&self) {
+        let n = self.idle.swap(0, SeqCst);
+        if n > 0 {
+            self.semaphore.add_permits(n);
+        }
     }
 
     #[cold]
@@ -126,7 +166,7 @@ impl Shared {
     /// Permits held by calls (or handed to a waiter that has not run yet).
     pub(crate) fn in_flight(&self) -> usize {
         let capacity = self.limit.load(Acquire) + self.debt.load(Acquire);
-        capacity.saturating_sub(self.semaphore.available_permits())
+        capacity.saturating_sub(self.available())
     }
 
     pub(crate) fn queued(&self) -> usize {
@@ -134,15 +174,21 @@ impl Shared {
     }
 
     pub(crate) fn available(&self) -> usize {
-        self.semaphore.available_permits()
+        self.semaphore.available_permits() + self.idle.load(Acquire)
     }
 
     /// Takes a place in the queue, if there is one.
     pub(crate) fn enter_queue(&self) -> bool {
         let max = self.max_queue;
-        self.queued
-            .fetch_update(AcqRel, Acquire, |q| (q < max).then_some(q + 1))
-            .is_ok()
+        let entered = self
+            .queued
+            .fetch_update(SeqCst, SeqCst, |q| (q < max).then_some(q + 1))
+            .is_ok();
+        if entered {
+            // Permits given back while the queue was empty wait for it here.
+            self.flush_idle();
+        }
+        entered
     }
 
     pub(crate) fn leave_queue(&self) {
@@ -245,6 +291,11 @@ impl Shared {
             self.semaphore.add_permits(grow - cancelled);
         } else {
             let mut shrink = old - new;
+            let from_idle = self
+                .idle
+                .fetch_update(AcqRel, Acquire, |i| Some(i - i.min(shrink)))
+                .map_or(0, |i| i.min(shrink));
+            shrink -= from_idle;
             loop {
                 let take = shrink.min(self.semaphore.available_permits());
                 let Ok(take32) = u32::try_from(take) else {
@@ -350,5 +401,76 @@ pub(crate) struct QueueSlot {
 impl Drop for QueueSlot {
     fn drop(&mut self) {
         self.stripe.shared.leave_queue();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(limit: usize, queue: usize) -> Shared {
+        let config = BulkheadConfig {
+            max_concurrent: limit,
+            max_queue: queue,
+            ..BulkheadConfig::default()
+        };
+        Shared::new("idle-test".into(), &config)
+    }
+
+    #[tokio::test]
+    async fn a_permit_given_back_with_nobody_queued_waits_idle_and_is_taken_first() {
+        let s = shared(1, 1);
+        assert!(s.try_acquire());
+        assert!(!s.try_acquire());
+        s.release();
+        assert_eq!(s.idle.load(SeqCst), 1);
+        assert_eq!(s.semaphore.available_permits(), 0);
+        assert_eq!((s.available(), s.in_flight()), (1, 0));
+        assert!(s.try_acquire());
+        assert_eq!(s.idle.load(SeqCst), 0);
+        assert_eq!(s.in_flight(), 1);
+    }
+
+    #[tokio::test]
+    async fn joining_the_queue_moves_idle_permits_to_the_semaphore() {
+        // A newcomer finds no permit, a call gives one back (idle: nobody queued yet),
+        // then the newcomer joins the queue: its wait on the semaphore must find it.
+        let s = shared(1, 1);
+        assert!(s.try_acquire());
+        assert!(!s.try_acquire());
+        s.release();
+        assert!(s.enter_queue());
+        assert_eq!(s.idle.load(SeqCst), 0);
+        assert!(
+            s.semaphore.try_acquire().is_ok(),
+            "the waiter gets the permit"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_permit_given_back_while_a_call_waits_goes_to_the_semaphore() {
+        let s = shared(1, 1);
+        assert!(s.try_acquire());
+        assert!(s.enter_queue());
+        s.release();
+        assert_eq!(s.idle.load(SeqCst), 0);
+        assert_eq!(s.semaphore.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn lowering_the_limit_takes_idle_permits_first() {
+        let s = shared(4, 0);
+        for _ in 0..4 {
+            assert!(s.try_acquire());
+        }
+        for _ in 0..4 {
+            s.release();
+        }
+        assert_eq!(s.idle.load(SeqCst), 4);
+        s.set_limit(1).unwrap();
+        assert_eq!((s.available(), s.in_flight(), s.limit()), (1, 0, 1));
+        assert_eq!(s.debt.load(SeqCst), 0);
+        assert!(s.try_acquire());
+        assert!(!s.try_acquire());
     }
 }

@@ -158,3 +158,44 @@ async fn futures_poll_once<F: Future + Unpin>(f: F) -> std::task::Poll<F::Output
     let mut f = f;
     std::future::poll_fn(|cx| std::task::Poll::Ready(std::pin::Pin::new(&mut f).poll(cx))).await
 }
+
+/// A permit given back while nobody is queued waits outside the semaphore (one
+/// compare-and-swap to take, no lock); one given back just as a call joins the queue
+/// must still reach that call. With one permit, every call either takes it from a
+/// return or waits for it, so the queue empties and fills all the time: a stranded
+/// permit would leave a waiter to time out (a rejection), not hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permit_given_back_as_a_call_joins_the_queue_reaches_it() {
+    const TASKS: u32 = 8;
+    const CALLS: u32 = 3_000;
+    let layer = BulkheadLayer::builder()
+        .name("handover")
+        .max_concurrent(1)
+        .max_queue(TASKS as usize)
+        .max_wait(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let h = layer.handle();
+    let g = Gauge::default();
+    let svc = layer.layer(backend(g.clone()));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                for i in 0..CALLS {
+                    svc.clone().oneshot(t + i).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(g.peak.load(SeqCst), 1);
+    assert_eq!(g.calls.load(SeqCst), (TASKS * CALLS) as usize);
+    assert_eq!(h.rejections().total(), 0);
+    assert_eq!(
+        (h.in_flight(), h.queued(), h.available_permits()),
+        (0, 0, 1)
+    );
+}
