@@ -47,7 +47,7 @@ use palisade::rejection::ErrorResponseLayer;
 use palisade::request_metrics::RequestMetricsLayer;
 use palisade::retry::{Backoff, RetryConfig, RetryHook, RetryLayer};
 use palisade::slo::{ErrorBudget, ErrorBudgetConfig, presets};
-use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower::{ServiceBuilder, service_fn};
 
 use crate::backend::{Backend, BackendRequest};
 
@@ -293,20 +293,21 @@ pub(crate) fn build(settings: &Settings, backend: Backend) -> Result<(Router, Ha
         retries,
     };
 
-    let handler = service_fn(move |req: Request<Body>| {
-        let call = BackendRequest {
+    // The handler is the client itself, with the HTTP request mapped to a backend call
+    // and the quote to JSON: no clone of the client per request, no async block around
+    // it, and the stack polls the breaker's readiness directly.
+    let handler = ServiceBuilder::new()
+        .map_request(|req: Request<Body>| BackendRequest {
             deadline: Deadline::from_extensions(req.extensions()),
-        };
-        let client = client.clone();
-        async move {
-            let quote = client.oneshot(call).await?;
-            let body = serde_json::to_vec(&quote)?;
+        })
+        .map_result(|quote: Result<_, BoxError>| {
+            let body = serde_json::to_vec(&quote?)?;
             let mut res = Response::new(Body::from(body));
             res.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             Ok::<_, BoxError>(res)
-        }
-    });
+        })
+        .service(client);
     let stack = ServiceBuilder::new()
         .layer(ErrorResponseLayer::with(rejection))
         // RED request metrics, outermost: every answer, 429s included.
