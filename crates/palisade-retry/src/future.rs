@@ -17,23 +17,23 @@ use tower_service::Service;
 use crate::config::RetryOn;
 use crate::layer::Shared;
 use crate::policy::{GiveUpReason, NotReplayable, ReplayPolicy, RetryHook};
+use crate::service::Attempts;
 
 pin_project! {
     /// The response future of [`Retry`](crate::Retry): a state machine that calls,
     /// classifies, sleeps and calls again, with no allocation of its own.
     ///
-    /// It holds a clone of the inner service and a copy of the request for the next
-    /// attempt; dropping it at any point (mid-call or mid-backoff) drops both and
-    /// cancels the timer.
+    /// It holds a copy of the request for the next attempt, and a clone of the inner
+    /// service only while a retry readies it; dropping it at any point (mid-call,
+    /// mid-backoff or mid-readying) drops them and cancels the timer.
     pub struct ResponseFuture<S, Req, C, R, D, H>
     where
         S: Service<Req>,
     {
         #[pin]
-        state: State<S::Future>,
-        service: S,
+        state: State<S::Future, S>,
         request: Result<Req, GiveUpReason>,
-        shared: Arc<Shared<C, R, D, H>>,
+        shared: Arc<Attempts<S, C, R, D, H>>,
         // Attempts sent so far.
         attempt: u32,
         previous_delay: Duration,
@@ -42,13 +42,13 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    enum State<F, S> {
         // An attempt is in flight.
         Calling { #[pin] future: F },
         // Waiting out the delay before the next attempt.
         Sleeping { #[pin] sleep: Sleep },
-        // Waiting for the service clone to be ready for the next attempt.
-        Readying,
+        // Waiting for a clone of the inner service to be ready for the next attempt.
+        Readying { service: S },
         // The outcome was returned.
         Done,
     }
@@ -60,13 +60,11 @@ where
 {
     pub(crate) fn new(
         future: S::Future,
-        service: S,
         request: Result<Req, GiveUpReason>,
-        shared: Arc<Shared<C, R, D, H>>,
+        shared: Arc<Attempts<S, C, R, D, H>>,
     ) -> Self {
         Self {
             state: State::Calling { future },
-            service,
             request,
             shared,
             attempt: 1,
@@ -125,7 +123,7 @@ where
 
 impl<S, Req, C, R, D, H> Future for ResponseFuture<S, Req, C, R, D, H>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     C: Classify<S::Response, S::Error>,
     R: ReplayPolicy<Req>,
     D: GetDeadline<Req>,
@@ -139,7 +137,7 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
                     let outcome = ready!(future.poll(cx));
-                    let shared = &**this.shared;
+                    let shared = &*this.shared.layer;
                     let c = shared.classifier.classify(outcome.as_ref());
                     if c.category.is_success() {
                         this.state.set(State::Done);
@@ -182,7 +180,8 @@ where
                             );
                             *this.previous_delay = delay;
                             if delay.is_zero() {
-                                this.state.set(State::Readying);
+                                let service = this.shared.for_retry();
+                                this.state.set(State::Readying { service });
                             } else {
                                 this.state.set(State::Sleeping {
                                     sleep: tokio::time::sleep(delay),
@@ -193,14 +192,15 @@ where
                 }
                 StateProj::Sleeping { sleep } => {
                     ready!(sleep.poll(cx));
-                    this.state.set(State::Readying);
+                    let service = this.shared.for_retry();
+                    this.state.set(State::Readying { service });
                 }
-                StateProj::Readying => {
-                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
+                StateProj::Readying { service } => {
+                    if let Err(e) = ready!(service.poll_ready(cx)) {
                         this.state.set(State::Done);
                         return Poll::Ready(Err(e));
                     }
-                    let shared = &**this.shared;
+                    let shared = &*this.shared.layer;
                     let Ok(mut request) = mem::replace(this.request, Err(GiveUpReason::Attempts))
                     else {
                         unreachable!("a retry is only scheduled with a request copy in hand");
@@ -213,7 +213,8 @@ where
                             .map_err(NotReplayable::reason);
                     }
                     shared.replay.prepare_retry(&mut request, *this.attempt);
-                    let future = this.service.call(request);
+                    let future = service.call(request);
+                    // The clone is dropped here: the attempt's future does not need it.
                     this.state.set(State::Calling { future });
                 }
                 StateProj::Done => panic!("retry ResponseFuture polled after completion"),
@@ -230,11 +231,11 @@ where
         let state = match &self.state {
             State::Calling { .. } => "calling",
             State::Sleeping { .. } => "sleeping",
-            State::Readying => "readying",
+            State::Readying { .. } => "readying",
             State::Done => "done",
         };
         f.debug_struct("ResponseFuture")
-            .field("name", &self.shared.name)
+            .field("name", &self.shared.layer.name)
             .field("state", &state)
             .field("attempt", &self.attempt)
             .finish_non_exhaustive()

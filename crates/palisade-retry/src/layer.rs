@@ -106,7 +106,7 @@ impl<C, R, D, H> fmt::Debug for RetryLayer<C, R, D, H> {
     }
 }
 
-impl<S, C, R, D, H> Layer<S> for RetryLayer<C, R, D, H> {
+impl<S: Clone, C, R, D, H> Layer<S> for RetryLayer<C, R, D, H> {
     type Service = Retry<S, C, R, D, H>;
 
     fn layer(&self, inner: S) -> Self::Service {

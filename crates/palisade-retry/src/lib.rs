@@ -124,9 +124,15 @@
 //!
 //! # Caveats
 //!
-//! - Each call clones the inner service (kept for retries, polled ready again before
-//!   each one) and, when more than one attempt is allowed, copies the request before
-//!   the first attempt, as tower's `Retry` does. Nothing else is allocated per call.
+//! - When more than one attempt is allowed, each call copies the request before the
+//!   first attempt, as tower's `Retry` does. Unlike tower's, it does not clone the
+//!   inner service: the response future holds one reference count, and each retry
+//!   clones the inner service the layer wrapped (under a lock taken only then) and
+//!   polls the clone ready. So retries go to a clone of the wrapped service, not of the
+//!   instance the first attempt used: the same thing for services whose clones share
+//!   their state (clients, channels, pools, Palisade's own layers), not for one whose
+//!   state is per instance (an `FnMut` closure counting its calls) or that was swapped
+//!   in with [`Retry::get_mut`]. Nothing else is allocated per call.
 //! - Delays use `tokio::time`: the response future must run inside a tokio runtime with
 //!   the timer enabled once it has to wait.
 //! - The budget is deposited into once per call and withdrawn from once per retry, at

@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use palisade_core::GetDeadline;
@@ -15,19 +15,48 @@ use crate::policy::{Cloned, GiveUpReason, NoHook, NotReplayable, ReplayPolicy, R
 /// Retries failed calls to `S`; made by [`RetryLayer`](crate::RetryLayer).
 ///
 /// `poll_ready` is the inner service's: the layer adds no backpressure of its own and
-/// never fails fast. Each call keeps a clone of the inner service and a copy of the
-/// request in its [`ResponseFuture`], and polls that clone ready again before every
-/// retry.
+/// never fails fast. Each call keeps a copy of the request in its [`ResponseFuture`].
+/// The first attempt goes to this service's inner service, the one the caller
+/// readied; a retry goes to a fresh clone of the inner service this `Retry` was built
+/// around (by [`RetryLayer`](crate::RetryLayer)'s `layer`), polled ready first. So the
+/// future holds one reference count, not a clone of the inner service, and a call
+/// that is not retried clones nothing. (A service swapped in through
+/// [`get_mut`](Self::get_mut) takes first attempts only.)
 pub struct Retry<S, C = ErrorClassifier, R = Cloned, D = NoDeadline, H = NoHook> {
     inner: S,
-    shared: Arc<Shared<C, R, D, H>>,
+    shared: Arc<Attempts<S, C, R, D, H>>,
+}
+
+/// What a [`Retry`] and its response futures share: the layer's state and the inner
+/// service that retries clone.
+pub(crate) struct Attempts<S, C, R, D, H> {
+    pub(crate) layer: Arc<Shared<C, R, D, H>>,
+    // Behind a lock so that the futures stay `Send` for a `Send` but not `Sync`
+    // service (a `BoxCloneService`, say). Taken only to clone it for a retry.
+    template: Mutex<S>,
+}
+
+impl<S: Clone, C, R, D, H> Attempts<S, C, R, D, H> {
+    /// A clone of the inner service for a retry.
+    pub(crate) fn for_retry(&self) -> S {
+        self.template
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl<S: Clone, C, R, D, H> Retry<S, C, R, D, H> {
+    pub(crate) fn from_shared(inner: S, layer: Arc<Shared<C, R, D, H>>) -> Self {
+        let template = Mutex::new(inner.clone());
+        Self {
+            inner,
+            shared: Arc::new(Attempts { layer, template }),
+        }
+    }
 }
 
 impl<S, C, R, D, H> Retry<S, C, R, D, H> {
-    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<C, R, D, H>>) -> Self {
-        Self { inner, shared }
-    }
-
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -56,8 +85,8 @@ impl<S: Clone, C, R, D, H> Clone for Retry<S, C, R, D, H> {
 impl<S: fmt::Debug, C, R, D, H> fmt::Debug for Retry<S, C, R, D, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
-            .field("name", &self.shared.name)
-            .field("max_attempts", &self.shared.max_attempts)
+            .field("name", &self.shared.layer.name)
+            .field("max_attempts", &self.shared.layer.max_attempts)
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
@@ -81,7 +110,7 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let shared = &self.shared;
+        let shared = &self.shared.layer;
         // Held until the inner call returns: the layers under this one share its reading.
         let stamp = Stamp::enter();
         if let Some(budget) = &shared.budget {
@@ -95,10 +124,9 @@ where
         } else {
             Err(GiveUpReason::Attempts)
         };
-        // `self.inner` is the service the caller readied: it takes this attempt. The
-        // clone is polled ready before any retry.
-        let service = self.inner.clone();
+        // `self.inner` is the service the caller readied: it takes this attempt. A
+        // retry clones the template and polls it ready first.
         let future = self.inner.call(request);
-        ResponseFuture::new(future, service, copy, Arc::clone(shared))
+        ResponseFuture::new(future, copy, Arc::clone(&self.shared))
     }
 }

@@ -46,10 +46,11 @@ fn immediate_retries_allocate_nothing() {
         .max_attempts(3)
         .build()
         .unwrap();
-    // Fails (retriable) on even calls, so every request takes exactly two attempts.
-    let mut n = 0u64;
+    // Fails (retriable) on odd calls, so every request takes exactly two attempts. A
+    // retry goes to a clone of the wrapped service: the count is shared, not per clone.
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut svc = layer.layer(service_fn(move |_: u64| {
-        n += 1;
+        let n = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let reply = if n % 2 == 1 {
             Reply::Fail(Category::Retriable)
         } else {

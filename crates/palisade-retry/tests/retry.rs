@@ -11,8 +11,10 @@ use palisade_core::{BoxError, Category, Deadline};
 use palisade_retry::{
     Backoff, BudgetConfig, GiveUpReason, RetryBudget, RetryHook, RetryLayer, RetryOn,
 };
+use std::task::{Context, Poll};
 use support::{Reply, ReplyClassifier, Script, counters, ms};
-use tower::{Layer, Service, ServiceExt};
+
+use tower::{Layer, Service, ServiceExt, service_fn};
 
 type Events = Arc<Mutex<Vec<String>>>;
 
@@ -487,9 +489,10 @@ async fn dropping_the_future_mid_backoff_releases_everything() {
     );
     assert_eq!(script.count(), 1);
     assert!(format!("{fut:?}").contains("sleeping"));
-    // It holds a request copy and a service clone.
+    // It holds a request copy, and no clone of the service: a retry clones the
+    // wrapped service when it is due.
     assert_eq!(Arc::strong_count(&token), 2);
-    assert!(Arc::strong_count(&service_token) > services_before);
+    assert_eq!(Arc::strong_count(&service_token), services_before);
     drop(fut);
     assert_eq!(Arc::strong_count(&token), 1);
     assert_eq!(Arc::strong_count(&service_token), services_before);
@@ -598,4 +601,59 @@ async fn many_tasks_on_many_threads_never_overdraw_the_budget() {
     let retries = script.count() - 400;
     assert!(retries <= 40, "{retries} retries for 400 requests at 10 %");
     assert!(retries > 0);
+}
+
+/// A service whose clones can be told apart.
+#[derive(Clone)]
+struct Tagged {
+    tag: &'static str,
+    seen: Arc<std::sync::Mutex<Vec<&'static str>>>,
+}
+
+impl Service<u32> for Tagged {
+    type Response = Reply;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Reply, std::convert::Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: u32) -> Self::Future {
+        let mut seen = self.seen.lock().unwrap();
+        seen.push(self.tag);
+        let reply = if seen.len() == 1 {
+            Reply::Fail(Category::Retriable)
+        } else {
+            Reply::Ok
+        };
+        std::future::ready(Ok(reply))
+    }
+}
+
+/// The first attempt goes to the service the caller readied; a retry to a fresh clone
+/// of the service the layer wrapped (the future holds no clone of its own).
+#[tokio::test(start_paused = true)]
+async fn a_retry_goes_to_a_clone_of_the_wrapped_service() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut svc = base().max_attempts(2).build().unwrap().layer(Tagged {
+        tag: "wrapped",
+        seen: seen.clone(),
+    });
+    svc.get_mut().tag = "swapped in";
+    assert_eq!(svc.ready().await.unwrap().call(7).await.unwrap(), Reply::Ok);
+    assert_eq!(*seen.lock().unwrap(), ["swapped in", "wrapped"]);
+}
+
+/// A service that is `Send` but not `Sync` (a `BoxCloneService`) still gives `Send`
+/// response futures, as axum and `tokio::spawn` need.
+#[test]
+fn futures_are_send_for_a_service_that_is_not_sync() {
+    fn send<T: Send>(_: &T) {}
+    let inner = tower::util::BoxCloneService::new(service_fn(|x: u32| async move {
+        Ok::<_, std::convert::Infallible>(x)
+    }));
+    let mut svc = RetryLayer::builder().build().unwrap().layer(inner);
+    let fut = svc.call(1);
+    send(&fut);
 }
