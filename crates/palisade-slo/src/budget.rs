@@ -32,15 +32,15 @@ thread_local! {
 
 /// Records into the budget in `slot` (a response future's way in; see `palisade_core::local`).
 #[inline]
-pub(crate) fn record_in(slot: Slot, bad: bool) {
+pub(crate) fn record_in(slot: Slot, bad: bool, arrived: Instant) {
     BUDGETS.with(
         &CACHE,
         slot,
         |s| {
-            s.record(bad);
+            s.record_arrived(bad, arrived);
             true
         },
-        |s| s.record(bad),
+        |s| s.record_arrived(bad, arrived),
     );
 }
 
@@ -180,6 +180,20 @@ impl Shared {
     #[inline]
     pub(crate) fn record(&self, bad: bool) {
         self.record_at(bad, Instant::now());
+    }
+
+    /// Records the outcome of a call that entered the stack at `arrived` (the layer's
+    /// [`Stamp`](palisade_core::clock::Stamp) reading, shared with the layers around
+    /// it): dated then if that is still in the newest bucket, which costs no clock
+    /// read, else dated now. A call that straddles the start of a bucket nobody has
+    /// started yet counts in the bucket it arrived in.
+    #[inline]
+    pub(crate) fn record_arrived(&self, bad: bool, arrived: Instant) {
+        if self.fine.is_current(self.nanos(arrived)) {
+            self.record_at(bad, arrived);
+        } else {
+            self.record(bad);
+        }
     }
 
     #[inline]

@@ -8,6 +8,7 @@ use palisade_core::classify::Classify;
 use pin_project_lite::pin_project;
 
 use palisade_core::local::Slot;
+use tokio::time::Instant;
 
 pin_project! {
     /// The response future of [`Budgeted`](crate::Budgeted): the inner future, whose
@@ -17,14 +18,16 @@ pin_project! {
         #[pin]
         inner: F,
         record: Option<(Slot, C)>,
+        arrived: Instant,
     }
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn new(inner: F, slot: Slot, classifier: C) -> Self {
+    pub(crate) fn new(inner: F, slot: Slot, classifier: C, arrived: Instant) -> Self {
         Self {
             inner,
             record: Some((slot, classifier)),
+            arrived,
         }
     }
 }
@@ -49,9 +52,9 @@ where
         if let Some((slot, classifier)) = this.record.take() {
             let category = classifier.classify(result.as_ref()).category;
             if category.is_success() {
-                crate::budget::record_in(slot, false);
+                crate::budget::record_in(slot, false, *this.arrived);
             } else if category.counts_against_backend() {
-                crate::budget::record_in(slot, true);
+                crate::budget::record_in(slot, true, *this.arrived);
             }
         }
         Poll::Ready(result)

@@ -141,6 +141,12 @@
 //! bucket still current?), one atomic increment and, for the layer's response future,
 //! one reference count; no lock, no allocation, no metric write. Once per fine bucket the
 //! call that starts it also snapshots two counters and judges the alerts (a `try_lock`).
+//! The layer saves the clock read: its response future dates the outcome when the
+//! call entered the stack (the [`Stamp`](palisade_core::clock::Stamp) reading it
+//! shares with the layers around it), as long as that is still in the newest fine
+//! bucket; else it reads the clock when the outcome comes. So a call that straddles
+//! the start of a bucket no other event has started counts in the bucket it arrived
+//! in.
 //! The throttle costs one clock read in `poll_ready`, two loads to compute the
 //! probability, an atomic increment per request and per accept, and a random draw only
 //! while the probability is above zero. `benches/slo.rs` compares both with tower's

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use palisade_core::classify::Classify;
+use palisade_core::clock::Stamp;
 use tower_service::Service;
 
 use crate::budget::ErrorBudget;
@@ -86,10 +87,17 @@ where
     #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         let r = &self.recorder;
+        // The call is dated when it enters the stack; the reading is shared with the
+        // layers around this one, and saves a clock read when the outcome comes.
+        let stamp = Stamp::enter();
+        let arrived = stamp.now();
+        let future = self.inner.call(req);
+        drop(stamp);
         ResponseFuture::new(
-            self.inner.call(req),
+            future,
             r.budget.shared().slot,
             r.classifier.clone(),
+            arrived,
         )
     }
 }

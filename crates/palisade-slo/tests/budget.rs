@@ -269,3 +269,43 @@ fn bad_config_is_refused_at_build() {
     let err = ErrorBudget::builder().target(1.5).build().unwrap_err();
     assert_eq!(err.to_string(), "target: must be in (0, 1), got 1.5");
 }
+
+/// The layer dates an outcome when its call entered the stack (a reading shared with
+/// the layers around it, so no clock read when the outcome comes) while that is still
+/// the newest bucket; once the ring has moved on, it dates the outcome on arrival of
+/// the outcome.
+#[tokio::test(start_paused = true)]
+async fn outcomes_are_dated_on_arrival_while_that_bucket_is_the_newest() {
+    let budget = hour_budget();
+    let (svc, mut handle) = tower_test::mock::pair::<u32, u32>();
+    let mut svc = budget.layer().layer(svc);
+    budget.record_good(); // starts bucket 0
+    let over = |w: Duration| {
+        let c = budget.counts_over(w);
+        (c.good, c.bad)
+    };
+
+    // Arrives at 0:30 (bucket 0), answered at 1:30 (bucket 1): nothing else has
+    // started bucket 1, so it counts in bucket 0.
+    advance(MIN / 2).await;
+    svc.ready().await.unwrap();
+    let first = tokio::spawn(svc.call(1));
+    let (_, send) = handle.next_request().await.unwrap();
+    advance(MIN).await;
+    send.send_response(1);
+    first.await.unwrap().unwrap();
+    assert_eq!(over(MIN), (0, 0), "bucket 1 was never started");
+    assert_eq!(over(2 * MIN), (2, 0));
+
+    // Arrives at 1:30 (bucket 0 is still the newest), but another event starts
+    // bucket 2 before the answer: dated when answered, in bucket 2.
+    svc.ready().await.unwrap();
+    let second = tokio::spawn(svc.call(2));
+    let (_, send) = handle.next_request().await.unwrap();
+    advance(MIN).await;
+    budget.record_bad(); // 2:30: starts bucket 2
+    send.send_response(2);
+    second.await.unwrap().unwrap();
+    assert_eq!(over(MIN), (1, 1));
+    assert_eq!(over(3 * MIN), (3, 1));
+}
