@@ -26,6 +26,7 @@ pin_project! {
     /// It holds a copy of the request for the next attempt, and a clone of the inner
     /// service only while a retry readies it; dropping it at any point (mid-call,
     /// mid-backoff or mid-readying) drops them and cancels the timer.
+    #[project = ResponseFutureProj]
     pub struct ResponseFuture<S, Req, C, R, D, H>
     where
         S: Service<Req>,
@@ -131,94 +132,140 @@ where
 {
     type Output = Result<S::Response, S::Error>;
 
+    // The first attempt's success is the common case: it is handled here, small
+    // enough to inline into the caller's `poll`; a failure and everything after it
+    // (deciding, sleeping, readying a clone, calling again) live out of line.
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Calling { future } => {
-                    let outcome = ready!(future.poll(cx));
-                    let shared = &*this.shared.layer;
-                    let c = shared.classifier.classify(outcome.as_ref());
-                    if c.category.is_success() {
-                        this.state.set(State::Done);
-                        return Poll::Ready(outcome);
-                    }
-                    match decide(
-                        shared,
-                        this.request,
-                        *this.attempt,
-                        *this.previous_delay,
-                        &c,
-                    ) {
-                        Err(reason) => {
-                            shared.metrics.gave_up(reason);
-                            shared.hook.on_give_up(*this.attempt, &c, reason);
-                            tracing::debug!(
-                                layer = "retry",
-                                name = %shared.name,
-                                attempts = *this.attempt,
-                                category = c.category.as_str(),
-                                label = c.label,
-                                reason = reason.as_str(),
-                                "giving up"
-                            );
-                            this.state.set(State::Done);
-                            return Poll::Ready(outcome);
-                        }
-                        Ok(delay) => {
-                            drop(outcome);
-                            shared.metrics.retried(c.category);
-                            shared.hook.on_retry(*this.attempt + 1, &c, delay);
-                            tracing::debug!(
-                                layer = "retry",
-                                name = %shared.name,
-                                attempt = *this.attempt + 1,
-                                category = c.category.as_str(),
-                                label = c.label,
-                                delay_ms = delay.as_millis() as u64,
-                                "retrying"
-                            );
-                            *this.previous_delay = delay;
-                            if delay.is_zero() {
-                                let service = this.shared.for_retry();
-                                this.state.set(State::Readying { service });
-                            } else {
-                                this.state.set(State::Sleeping {
-                                    sleep: tokio::time::sleep(delay),
-                                });
-                            }
-                        }
-                    }
-                }
-                StateProj::Sleeping { sleep } => {
-                    ready!(sleep.poll(cx));
-                    let service = this.shared.for_retry();
-                    this.state.set(State::Readying { service });
-                }
-                StateProj::Readying { service } => {
-                    if let Err(e) = ready!(service.poll_ready(cx)) {
-                        this.state.set(State::Done);
-                        return Poll::Ready(Err(e));
-                    }
-                    let shared = &*this.shared.layer;
-                    let Ok(mut request) = mem::replace(this.request, Err(GiveUpReason::Attempts))
-                    else {
-                        unreachable!("a retry is only scheduled with a request copy in hand");
-                    };
-                    *this.attempt += 1;
-                    if *this.attempt < shared.max_attempts {
-                        *this.request = shared
-                            .replay
-                            .clone_request(&request)
-                            .map_err(NotReplayable::reason);
-                    }
-                    shared.replay.prepare_retry(&mut request, *this.attempt);
-                    let future = service.call(request);
-                    // The clone is dropped here: the attempt's future does not need it.
-                    this.state.set(State::Calling { future });
-                }
-                StateProj::Done => panic!("retry ResponseFuture polled after completion"),
+        if let StateProj::Calling { future } = this.state.as_mut().project() {
+            let outcome = ready!(future.poll(cx));
+            let c = this.shared.layer.classifier.classify(outcome.as_ref());
+            if c.category.is_success() {
+                this.state.set(State::Done);
+                return Poll::Ready(outcome);
             }
+            if let Some(outcome) = failed(&mut this, outcome, &c) {
+                return Poll::Ready(outcome);
+            }
+        }
+        retrying(this, cx)
+    }
+}
+
+/// An attempt failed: gives up (the state is `Done` and the outcome is returned) or
+/// schedules the next attempt (the state is `Sleeping` or `Readying`).
+#[cold]
+#[inline(never)]
+fn failed<S, Req, C, R, D, H>(
+    this: &mut ResponseFutureProj<'_, S, Req, C, R, D, H>,
+    outcome: Result<S::Response, S::Error>,
+    c: &Classification,
+) -> Option<Result<S::Response, S::Error>>
+where
+    S: Service<Req> + Clone,
+    D: GetDeadline<Req>,
+    H: RetryHook,
+{
+    let shared = &*this.shared.layer;
+    match decide(shared, this.request, *this.attempt, *this.previous_delay, c) {
+        Err(reason) => {
+            shared.metrics.gave_up(reason);
+            shared.hook.on_give_up(*this.attempt, c, reason);
+            tracing::debug!(
+                layer = "retry",
+                name = %shared.name,
+                attempts = *this.attempt,
+                category = c.category.as_str(),
+                label = c.label,
+                reason = reason.as_str(),
+                "giving up"
+            );
+            this.state.set(State::Done);
+            Some(outcome)
+        }
+        Ok(delay) => {
+            drop(outcome);
+            shared.metrics.retried(c.category);
+            shared.hook.on_retry(*this.attempt + 1, c, delay);
+            tracing::debug!(
+                layer = "retry",
+                name = %shared.name,
+                attempt = *this.attempt + 1,
+                category = c.category.as_str(),
+                label = c.label,
+                delay_ms = delay.as_millis() as u64,
+                "retrying"
+            );
+            *this.previous_delay = delay;
+            if delay.is_zero() {
+                let service = this.shared.for_retry();
+                this.state.set(State::Readying { service });
+            } else {
+                this.state.set(State::Sleeping {
+                    sleep: tokio::time::sleep(delay),
+                });
+            }
+            None
+        }
+    }
+}
+
+/// Every state but the first attempt's answer: waiting for the attempt in flight,
+/// sleeping, readying a clone of the service, calling again.
+#[inline(never)]
+fn retrying<S, Req, C, R, D, H>(
+    mut this: ResponseFutureProj<'_, S, Req, C, R, D, H>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<S::Response, S::Error>>
+where
+    S: Service<Req> + Clone,
+    C: Classify<S::Response, S::Error>,
+    R: ReplayPolicy<Req>,
+    D: GetDeadline<Req>,
+    H: RetryHook,
+{
+    loop {
+        match this.state.as_mut().project() {
+            StateProj::Calling { future } => {
+                let outcome = ready!(future.poll(cx));
+                let c = this.shared.layer.classifier.classify(outcome.as_ref());
+                if c.category.is_success() {
+                    this.state.set(State::Done);
+                    return Poll::Ready(outcome);
+                }
+                if let Some(outcome) = failed(&mut this, outcome, &c) {
+                    return Poll::Ready(outcome);
+                }
+            }
+            StateProj::Sleeping { sleep } => {
+                ready!(sleep.poll(cx));
+                let service = this.shared.for_retry();
+                this.state.set(State::Readying { service });
+            }
+            StateProj::Readying { service } => {
+                if let Err(e) = ready!(service.poll_ready(cx)) {
+                    this.state.set(State::Done);
+                    return Poll::Ready(Err(e));
+                }
+                let shared = &*this.shared.layer;
+                let Ok(mut request) = mem::replace(this.request, Err(GiveUpReason::Attempts))
+                else {
+                    unreachable!("a retry is only scheduled with a request copy in hand");
+                };
+                *this.attempt += 1;
+                if *this.attempt < shared.max_attempts {
+                    *this.request = shared
+                        .replay
+                        .clone_request(&request)
+                        .map_err(NotReplayable::reason);
+                }
+                shared.replay.prepare_retry(&mut request, *this.attempt);
+                let future = service.call(request);
+                // The clone is dropped here: the attempt's future does not need it.
+                this.state.set(State::Calling { future });
+            }
+            StateProj::Done => panic!("retry ResponseFuture polled after completion"),
         }
     }
 }
