@@ -45,6 +45,27 @@ fn backend(
     })
 }
 
+/// `tasks` tasks each make `calls` calls, one after another, through `layer` around a
+/// fresh [`Gauge`]d backend; every call must succeed with its own answer.
+async fn run_tasks(layer: &BulkheadLayer, tasks: u32, calls: u32) -> Gauge {
+    let g = Gauge::default();
+    let svc = layer.layer(backend(g.clone()));
+    let tasks: Vec<_> = (0..tasks)
+        .map(|t| {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                for i in 0..calls {
+                    assert_eq!(svc.clone().oneshot(t + i).await.unwrap(), t + i);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    g
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peak_never_exceeds_the_limit_and_permits_add_up() {
     const LIMIT: usize = 4;
@@ -59,21 +80,7 @@ async fn peak_never_exceeds_the_limit_and_permits_add_up() {
         .build()
         .unwrap();
     let h = layer.handle();
-    let g = Gauge::default();
-    let svc = layer.layer(backend(g.clone()));
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|t| {
-            let svc = svc.clone();
-            tokio::spawn(async move {
-                for i in 0..CALLS {
-                    assert_eq!(svc.clone().oneshot(t + i).await.unwrap(), t + i);
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let g = run_tasks(&layer, TASKS, CALLS).await;
     assert!(g.peak.load(SeqCst) <= LIMIT, "peak {}", g.peak.load(SeqCst));
     assert_eq!(g.peak.load(SeqCst), LIMIT, "the limit was reached");
     assert_eq!(g.calls.load(SeqCst), (TASKS * CALLS) as usize);
@@ -176,21 +183,7 @@ async fn a_permit_given_back_as_a_call_joins_the_queue_reaches_it() {
         .build()
         .unwrap();
     let h = layer.handle();
-    let g = Gauge::default();
-    let svc = layer.layer(backend(g.clone()));
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|t| {
-            let svc = svc.clone();
-            tokio::spawn(async move {
-                for i in 0..CALLS {
-                    svc.clone().oneshot(t + i).await.unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let g = run_tasks(&layer, TASKS, CALLS).await;
     assert_eq!(g.peak.load(SeqCst), 1);
     assert_eq!(g.calls.load(SeqCst), (TASKS * CALLS) as usize);
     assert_eq!(h.rejections().total(), 0);

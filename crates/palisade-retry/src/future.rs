@@ -140,17 +140,33 @@ where
         let mut this = self.project();
         if let StateProj::Calling { future } = this.state.as_mut().project() {
             let outcome = ready!(future.poll(cx));
-            let c = this.shared.layer.classifier.classify(outcome.as_ref());
-            if c.category.is_success() {
-                this.state.set(State::Done);
-                return Poll::Ready(outcome);
-            }
-            if let Some(outcome) = failed(&mut this, outcome, &c) {
+            if let Some(outcome) = answered(&mut this, outcome) {
                 return Poll::Ready(outcome);
             }
         }
         retrying(this, cx)
     }
+}
+
+/// The attempt in flight answered: the outcome to return (a success, or a failure
+/// given up on), or `None` with the next attempt scheduled.
+#[inline(always)]
+fn answered<S, Req, C, R, D, H>(
+    this: &mut ResponseFutureProj<'_, S, Req, C, R, D, H>,
+    outcome: Result<S::Response, S::Error>,
+) -> Option<Result<S::Response, S::Error>>
+where
+    S: Service<Req> + Clone,
+    C: Classify<S::Response, S::Error>,
+    D: GetDeadline<Req>,
+    H: RetryHook,
+{
+    let c = this.shared.layer.classifier.classify(outcome.as_ref());
+    if c.category.is_success() {
+        this.state.set(State::Done);
+        return Some(outcome);
+    }
+    failed(this, outcome, &c)
 }
 
 /// An attempt failed: gives up (the state is `Done` and the outcome is returned) or
@@ -229,12 +245,7 @@ where
         match this.state.as_mut().project() {
             StateProj::Calling { future } => {
                 let outcome = ready!(future.poll(cx));
-                let c = this.shared.layer.classifier.classify(outcome.as_ref());
-                if c.category.is_success() {
-                    this.state.set(State::Done);
-                    return Poll::Ready(outcome);
-                }
-                if let Some(outcome) = failed(&mut this, outcome, &c) {
+                if let Some(outcome) = answered(&mut this, outcome) {
                     return Poll::Ready(outcome);
                 }
             }
