@@ -35,6 +35,7 @@
 
 use std::cell::Cell;
 use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -165,8 +166,9 @@ thread_local! {
 /// clock once per call, not three times, and all of them date the call alike: when
 /// it entered the stack. A stamp whose `now` is never asked for reads nothing.
 ///
-/// Hold the stamp across the inner `call`, and only there: in a response future's
-/// `poll`, read the clock. The reading is `tokio::time::Instant::now()`, so paused time
+/// Hold the stamp across the inner `call`, and only there: never across an `.await`
+/// (it is not `Send`, so a `Send` future cannot), and in a response future's `poll`
+/// read the clock. The reading is `tokio::time::Instant::now()`, so paused time
 /// drives it exactly (time cannot move while a `call` runs). A panic drops the stamp
 /// like any other value, and with it the scope.
 ///
@@ -182,10 +184,21 @@ thread_local! {
 /// let later = Stamp::enter(); // the next call reads the clock again
 /// assert!(later.now() >= first);
 /// ```
+///
+/// A stamp cannot leave its thread:
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// send(palisade_core::clock::Stamp::enter());
+/// ```
 #[derive(Debug)]
 #[must_use = "the reading is shared only while the stamp is held"]
 pub struct Stamp {
     owner: bool,
+    // Not `Send`: the scope belongs to this thread, and a stamp held across an
+    // `.await` would keep its reading for every call the thread makes meanwhile. In a
+    // `Send` future that does not compile.
+    _thread: PhantomData<*const ()>,
 }
 
 impl Stamp {
@@ -197,7 +210,10 @@ impl Stamp {
             if owner {
                 cell.set(Some(None));
             }
-            Self { owner }
+            Self {
+                owner,
+                _thread: PhantomData,
+            }
         })
     }
 
