@@ -6,6 +6,8 @@
 #
 # Usage: benches/http.sh            (ROUNDS=5 DURATION=5 CONNS=32 by default)
 #        OUT=file benches/http.sh   (also writes the table to file)
+#        SERVER_ARGS=--json benches/http.sh   (extra bench_server flags, every mode:
+#                                   --json answers the demo's JSON quote)
 #
 # The server gets one runtime thread and wrk one thread: on a 2-core machine each has
 # a core (both shared with whatever else runs).
@@ -24,7 +26,8 @@ results="$SERVER_LOG_DIR/http.tsv"
 for round in $(seq 1 "$ROUNDS"); do
     for i in "${!MODES[@]}"; do
         mode="${MODES[$(((i + round) % ${#MODES[@]}))]}"
-        start_server "$mode" --threads 1
+        # shellcheck disable=SC2086 # SERVER_ARGS is a list of flags
+        start_server "$mode" --threads 1 ${SERVER_ARGS:-}
         # Warm up (connections, allocator, branch predictors), then measure.
         run_wrk -t1 -c"$CONNS" -d1s "$SERVER_URL/" >/dev/null
         line="$(run_wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 2s "$SERVER_URL/")"

@@ -5,7 +5,8 @@
 //! cargo run --release --features full --example bench_server -- bare --workers 16 --service-ms 20 --stats
 //! ```
 //!
-//! `GET /` answers `200 ok` through one of three stacks (`--mode`, first argument):
+//! `GET /` answers `200 ok` (with `--json`, the demo's quote as JSON) through one of
+//! three stacks (`--mode`, first argument):
 //!
 //! - `bare`: the handler alone.
 //! - `palisade`: the demo's server stack — layer errors as responses (429 / 503 /
@@ -106,6 +107,10 @@ struct Args {
     /// Time every answer and serve `GET /stats`.
     #[arg(long)]
     stats: bool,
+    /// Answer as the demo does: a quote serialised to JSON (`application/json`)
+    /// instead of a fixed `ok`. The same in every mode.
+    #[arg(long)]
+    json: bool,
     /// Serve no socket: send this many `GET /` requests straight into the router, on
     /// one thread, and exit (for `valgrind --tool=callgrind`: the in-process cost of a
     /// request, network excluded).
@@ -274,6 +279,34 @@ fn ok_response(body: Bytes) -> Response {
     Response::new(Body::from(body))
 }
 
+/// The demo's answer: a quote, as JSON.
+#[derive(serde::Serialize)]
+struct Quote {
+    symbol: &'static str,
+    price: f64,
+    served_ms: u64,
+}
+
+/// The answer for `--json`: the backend's reply turned into a quote, serialised.
+fn json_response(body: Bytes) -> Response {
+    let quote = Quote {
+        symbol: "PAL",
+        price: 100.0 + body.len() as f64 / 4.0,
+        served_ms: body.len() as u64,
+    };
+    match serde_json::to_vec(&quote) {
+        Ok(json) => {
+            let mut res = Response::new(Body::from(json));
+            res.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            res
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
 /// Maps tower's errors as tower users commonly do: shed → 503, timeout → 504.
 fn tower_rejection(err: &BoxError) -> Response {
     if err.is::<tower::load_shed::error::Overloaded>() {
@@ -302,6 +335,11 @@ fn app(args: &Args) -> Result<Router, BoxError> {
         (m, _) => m,
     };
     let deadline = Duration::from_millis(args.deadline_ms);
+    let respond: fn(Bytes) -> Response = if args.json {
+        json_response
+    } else {
+        ok_response
+    };
     let api = match args.mode {
         Mode::Bare => Router::new().route(
             "/",
@@ -309,7 +347,7 @@ fn app(args: &Args) -> Result<Router, BoxError> {
                 let backend = backend.clone();
                 async move {
                     match backend.call(BackendCall { deadline: None }).await {
-                        Ok(body) => ok_response(body),
+                        Ok(body) => respond(body),
                         Err(e) => error_response(&*e).into_response(),
                     }
                 }
@@ -338,7 +376,7 @@ fn app(args: &Args) -> Result<Router, BoxError> {
                 .map_request(|req: Request<Body>| BackendCall {
                     deadline: Deadline::from_extensions(req.extensions()),
                 })
-                .map_response(ok_response)
+                .map_response(respond)
                 .service(client);
             let budget = ErrorBudget::new("api", presets::three_nines_24_hours())?;
             let stack = ServiceBuilder::new()
@@ -373,7 +411,7 @@ fn app(args: &Args) -> Result<Router, BoxError> {
             // Composed as the Palisade stack's handler is.
             let handler = ServiceBuilder::new()
                 .map_request(|_: Request<Body>| BackendCall { deadline: None })
-                .map_response(ok_response)
+                .map_response(respond)
                 .service(client);
             // tower's RateLimit counts in fixed windows and holds calls back until the
             // next one: per second, a second's quota passes in a burst and then nothing
