@@ -3,11 +3,12 @@
 //!
 //! # Permits and the limit
 //!
-//! Permits come from one fair (FIFO) tokio [`Semaphore`]. A call admitted at once takes
-//! a permit with `try_acquire` and forgets it, and its [`Permit`] guard gives it back
-//! with `add_permits(1)` when dropped (so the guard holds one `Arc`, not two: no
-//! `OwnedSemaphorePermit`). tokio hands a returned permit straight to the oldest
-//! waiter, so a newcomer's `try_acquire` cannot overtake a queued call.
+//! Permits come from one fair (FIFO) tokio [`Semaphore`] and the `idle` counter below.
+//! A call admitted at once takes a permit (from `idle`, else with the semaphore's
+//! `try_acquire`, forgetting it), and its [`Permit`] guard gives it back when dropped
+//! (so the guard holds one `Arc`, not two: no `OwnedSemaphorePermit`). While anyone is
+//! queued the permit goes back with `add_permits(1)`, and tokio hands it straight to
+//! the oldest waiter, so a newcomer's `try_acquire` cannot overtake a queued call.
 //!
 //! A permit given back while nobody is queued does not go to the semaphore: it waits
 //! in an atomic counter, `idle`, where the next call takes it with one
