@@ -362,7 +362,7 @@ fn app(args: &Args) -> Result<Router, BoxError> {
                         .deadline(BackendCall::deadline as fn(&BackendCall) -> Option<Deadline>)
                         .build()?,
                 )
-                .breaker(BreakerLayer::builder().name("backend").build()?)
+                .breaker(BreakerLayer::builder().name("backend").build()?.leak())
                 .service(service_fn(move |call: BackendCall| {
                     backend.clone().call(call)
                 }));
@@ -378,16 +378,25 @@ fn app(args: &Args) -> Result<Router, BoxError> {
                 })
                 .map_response(respond)
                 .service(client);
-            let budget = ErrorBudget::new("api", presets::three_nines_24_hours())?;
+            // Built once and served until exit, as in the demo: every layer is leaked,
+            // so that axum's per-request clone of the stack counts no references.
+            let budget = ErrorBudget::new("api", presets::three_nines_24_hours())?.leak();
             let stack = ServiceBuilder::new()
                 .error_responses()
-                .rate_limited(RateLimitLayer::http().name("api").quota(quota).build()?)
+                .rate_limited(
+                    RateLimitLayer::http()
+                        .name("api")
+                        .quota(quota)
+                        .build()?
+                        .leak(),
+                )
                 .error_budget(budget.http_layer())
                 .deadline(
                     DeadlineLayer::builder()
                         .name("api")
                         .budget(deadline)
-                        .build()?,
+                        .build()?
+                        .leak(),
                 )
                 .bulkhead(
                     BulkheadLayer::http()
@@ -395,7 +404,8 @@ fn app(args: &Args) -> Result<Router, BoxError> {
                         .max_concurrent(max_concurrent)
                         .max_queue(args.max_queue)
                         .max_wait(Duration::from_millis(args.max_wait_ms))
-                        .build()?,
+                        .build()?
+                        .leak(),
                 )
                 .service(handler);
             Router::new().route("/", get_service(stack))

@@ -52,6 +52,14 @@ mod sealed {
 /// awaits, and every outer layer moves that bigger future). In the bench server this
 /// took 40 ns off each request. The demo (`examples/demo/stack.rs`) is built this way.
 ///
+/// **A stack built once and served until exit:** `leak()` each layer (or the whole
+/// config-built [`Stack`](crate::config::Stack)). axum and hyper clone the stack for
+/// every request and drop the clone once the call is made; each layer's clone is then
+/// a pointer copy instead of two atomic reference-count operations. The state is never
+/// freed (see [`palisade_core::share`]), so keep counted layers where stacks are built
+/// over and over (tests, per-tenant stacks). In the bench server this took 24 → 12
+/// atomic operations and about 30 ns off each request.
+///
 /// Each method is `self.layer(layer)`: the layer is built and validated by its own
 /// builder, which returns a configuration error naming the field.
 ///

@@ -238,7 +238,7 @@ pub(crate) fn build(settings: &Settings, backend: Backend) -> Result<(Router, Ha
     let breaker_handle = breaker.handle();
     let client = ServiceBuilder::new()
         .retries(retry)
-        .breaker(breaker)
+        .breaker(breaker.leak())
         .service(service_fn(move |req: BackendRequest| {
             backend.clone().call(req)
         }));
@@ -308,14 +308,17 @@ pub(crate) fn build(settings: &Settings, backend: Backend) -> Result<(Router, Ha
             Ok::<_, BoxError>(res)
         })
         .service(client);
+    // The stack is built once and served until the process exits, so its layers are
+    // leaked: axum clones the stack for every request, and a leaked layer's clone
+    // touches no reference count. The handles above reach the same state.
     let stack = ServiceBuilder::new()
         .layer(ErrorResponseLayer::with(rejection))
         // RED request metrics, outermost: every answer, 429s included.
         .request_metrics(RequestMetricsLayer::new("api"))
-        .rate_limited(limiter)
-        .error_budget(budget.layer())
-        .deadline(deadline)
-        .bulkhead(bulkhead)
+        .rate_limited(limiter.leak())
+        .error_budget(budget.layer().leak())
+        .deadline(deadline.leak())
+        .bulkhead(bulkhead.leak())
         .service(handler);
     let router = Router::new().route("/api/quote", get_service(stack));
     Ok((router, handles))

@@ -225,6 +225,29 @@ impl Stack {
         StackLayer { inner }
     }
 
+    /// The same stack with its layers' state kept until the process exits (see
+    /// [`palisade_core::share`]): cloning the services of [`layer`](Self::layer) (axum
+    /// and hyper clone the stack for every request) then touches no reference count.
+    /// For a stack built once and served until exit; its state is never freed.
+    ///
+    /// The leaked stack and this one are the same stack: one bucket, one breaker, one
+    /// budget, and [`reload`](Self::reload) on either changes both. Retry and adaptive
+    /// throttling, which are not part of [`layer`](Self::layer), stay counted.
+    #[must_use]
+    pub fn leak(&self) -> Stack {
+        Stack {
+            name: self.name.clone(),
+            in_force: self.in_force.clone(),
+            rate_limit: self.rate_limit.clone().map(StackRateLimit::leak),
+            deadline: self.deadline.clone().map(DeadlineLayer::leak),
+            bulkhead: self.bulkhead.clone().map(StackBulkhead::leak),
+            breaker: self.breaker.clone().map(StackBreaker::leak),
+            retry: self.retry.clone(),
+            error_budget: self.error_budget.as_ref().map(ErrorBudget::leak),
+            throttle: self.throttle.clone(),
+        }
+    }
+
     /// The configuration in force: what the stack was built with, with the changes
     /// [`reload`](Self::reload) applied since.
     pub fn spec(&self) -> StackSpec {

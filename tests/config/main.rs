@@ -444,14 +444,25 @@ fn gated_service(
 
 #[tokio::test(start_paused = true)]
 async fn reload_raises_the_bulkhead_limit_while_a_call_is_in_flight() {
+    raise_the_bulkhead_limit_while_a_call_is_in_flight(false).await;
+}
+
+/// The same through a leaked copy of the stack, reloaded through the counted one.
+#[tokio::test(start_paused = true)]
+async fn reload_reaches_a_leaked_copy_of_the_stack() {
+    raise_the_bulkhead_limit_while_a_call_is_in_flight(true).await;
+}
+
+async fn raise_the_bulkhead_limit_while_a_call_is_in_flight(leak: bool) {
     let config = StackConfig::from_toml_str(
         "[stacks.s.bulkhead]\nmax_concurrent = 1\nmax_queue = 0\n[stacks.s.breaker]\n",
     )
     .expect("valid");
     let stack = config.stack("s").expect("builds");
+    let served = if leak { stack.leak() } else { stack.clone() };
     let (entered, gate) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let service = ServiceBuilder::new()
-        .layer(stack.layer())
+        .layer(served.layer())
         .service(gated_service(entered.clone(), gate.clone()));
 
     let in_flight = tokio::spawn(service.clone().oneshot(request("/slow")));
@@ -485,6 +496,8 @@ async fn reload_raises_the_bulkhead_limit_while_a_call_is_in_flight() {
         .expect("the in-flight call completes normally");
     assert_eq!(response.body(), "done");
     assert_eq!(stack.bulkhead_handle().expect("declared").in_flight(), 0);
+    assert_eq!(served.bulkhead_handle().expect("declared").limit(), 2);
+    assert_eq!(served.spec(), spec, "one spec in force for both");
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,13 +1,13 @@
 //! [`Breaker`]: the service.
 
 use std::mem;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use palisade_core::BoxError;
 use palisade_core::classify::{Classify, ErrorClassifier};
 use palisade_core::clock::Stamp;
 use palisade_core::layer_error::{BreakerOpen, OpenReason};
+use palisade_core::share::Share;
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -24,7 +24,7 @@ use crate::state::{Core, State};
 pub struct Breaker<S, C = ErrorClassifier> {
     inner: S,
     classifier: C,
-    stripes: Arc<Stripes>,
+    stripes: Share<Stripes>,
     // The decision of `poll_ready`, in plain fields rather than one enum: writing
     // these in place is cheaper than building and copying an enum on every call.
     decided: Decided,
@@ -47,7 +47,7 @@ enum Decided {
 }
 
 impl<S, C> Breaker<S, C> {
-    pub(crate) fn new(inner: S, classifier: C, stripes: Arc<Stripes>) -> Self {
+    pub(crate) fn new(inner: S, classifier: C, stripes: Share<Stripes>) -> Self {
         Self {
             inner,
             classifier,

@@ -2,13 +2,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use crossbeam_utils::CachePadded;
 use palisade_core::BoxError;
 use palisade_core::classify::Classify;
 use palisade_core::layer_error::{BulkheadFull, BulkheadReason};
+use palisade_core::share::Share;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_service::Service;
@@ -22,7 +22,7 @@ pub(crate) type Wait = Pin<Box<dyn Future<Output = bool> + Send + Sync>>;
 
 /// Waits for a permit until `until`; a permit taken is forgotten here and owned by
 /// the caller's [`Permit`] as soon as this resolves.
-pub(crate) fn wait_for_permit(stripe: Arc<CachePadded<Stripe>>, until: Instant) -> Wait {
+pub(crate) fn wait_for_permit(stripe: Share<CachePadded<Stripe>>, until: Instant) -> Wait {
     Box::pin(async move {
         match tokio::time::timeout_at(until, stripe.shared.semaphore.acquire()).await {
             Ok(Ok(permit)) => {

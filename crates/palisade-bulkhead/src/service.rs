@@ -1,12 +1,12 @@
 //! [`Bulkhead`]: the service.
 
 use std::mem;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use palisade_core::classify::{Classify, ErrorClassifier};
 use palisade_core::clock::Stamp;
 use palisade_core::layer_error::BulkheadReason;
+use palisade_core::share::Share;
 use palisade_core::{BoxError, GetDeadline, NoDeadline};
 use tower_service::Service;
 
@@ -28,11 +28,11 @@ pub struct Bulkhead<S, C = ErrorClassifier, D = NoDeadline> {
     inner: S,
     classifier: C,
     deadline: D,
-    stripes: Arc<Stripes>,
+    stripes: Share<Stripes>,
 }
 
 impl<S, C, D> Bulkhead<S, C, D> {
-    pub(crate) fn new(inner: S, classifier: C, deadline: D, stripes: Arc<Stripes>) -> Self {
+    pub(crate) fn new(inner: S, classifier: C, deadline: D, stripes: Share<Stripes>) -> Self {
         Self {
             inner,
             classifier,
@@ -64,8 +64,8 @@ impl<S, C, D> Bulkhead<S, C, D> {
 
 impl<S: Clone, C: Clone, D: Clone> Clone for Bulkhead<S, C, D> {
     /// The clone shares the bulkhead (permits, queue, limit). It holds no reservation,
-    /// so cloning per request (as axum's `Router` does) costs an `Arc` and the inner
-    /// service's clone.
+    /// so cloning per request (as axum's `Router` does) costs an `Arc` (nothing, once
+    /// the layer is [leaked](crate::BulkheadLayer::leak)) and the inner service's clone.
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),

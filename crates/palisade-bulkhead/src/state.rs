@@ -34,6 +34,7 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 use palisade_core::collect::Collect;
 use palisade_core::layer_error::{BulkheadFull, BulkheadReason};
+use palisade_core::share::Share;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -333,7 +334,7 @@ impl Collect for Shared {
 
 /// One stripe: a handle on the shared state in its own allocation with its own
 /// reference count, so that calls on different threads clone different `Arc`s and
-/// write different cache lines.
+/// write different cache lines (or, leaked, clone a pointer and write nothing).
 #[derive(Debug)]
 pub(crate) struct Stripe {
     pub(crate) shared: Arc<Shared>,
@@ -342,7 +343,7 @@ pub(crate) struct Stripe {
 #[derive(Debug)]
 pub(crate) struct Stripes {
     pub(crate) shared: Arc<Shared>,
-    list: Box<[Arc<CachePadded<Stripe>>]>,
+    list: Box<[Share<CachePadded<Stripe>>]>,
 }
 
 static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
@@ -362,7 +363,7 @@ impl Stripes {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         let list = (0..stripe_count())
             .map(|_| {
-                Arc::new(CachePadded::new(Stripe {
+                Share::new(CachePadded::new(Stripe {
                     shared: shared.clone(),
                 }))
             })
@@ -370,9 +371,17 @@ impl Stripes {
         Self { shared, list }
     }
 
+    /// The same stripes, each leaked: permits and queue places clone without counting.
+    pub(crate) fn leaked(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            list: self.list.iter().map(Share::leak).collect(),
+        }
+    }
+
     /// The calling thread's stripe.
     #[inline]
-    pub(crate) fn current(&self) -> &Arc<CachePadded<Stripe>> {
+    pub(crate) fn current(&self) -> &Share<CachePadded<Stripe>> {
         let hint = THREAD_HINT.with(|h| *h);
         &self.list[hint & (self.list.len() - 1)]
     }
@@ -383,7 +392,7 @@ impl Stripes {
 /// cancellation.
 #[derive(Debug)]
 pub(crate) struct Permit {
-    pub(crate) stripe: Arc<CachePadded<Stripe>>,
+    pub(crate) stripe: Share<CachePadded<Stripe>>,
 }
 
 impl Drop for Permit {
@@ -396,7 +405,7 @@ impl Drop for Permit {
 /// A place in the wait queue; dropping it leaves the queue.
 #[derive(Debug)]
 pub(crate) struct QueueSlot {
-    pub(crate) stripe: Arc<CachePadded<Stripe>>,
+    pub(crate) stripe: Share<CachePadded<Stripe>>,
 }
 
 impl Drop for QueueSlot {

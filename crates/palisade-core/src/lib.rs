@@ -78,6 +78,7 @@ pub mod local;
 mod name;
 #[cfg(feature = "http")]
 pub mod rejection;
+pub mod share;
 
 pub use category::{Category, ParseCategoryError};
 pub use config::ConfigError;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use palisade_core::clock::Stamp;
 use palisade_core::headers::{grpc_timeout, millis};
+use palisade_core::share::Share;
 use palisade_core::{Deadline, GetDeadline, HeaderError};
 use tokio::time::Instant;
 use tower_service::Service;
@@ -31,13 +32,13 @@ static GRPC_TIMEOUT: HeaderName = HeaderName::from_static(grpc_timeout::NAME);
 pub struct DeadlineService<S, P> {
     inner: S,
     /// The layer's state, and its slot's lease: one reference count per clone (axum
-    /// clones the whole stack for every request).
-    owner: Arc<Owner>,
+    /// clones the whole stack for every request), none once the layer is leaked.
+    owner: Share<Owner>,
     policy: P,
 }
 
 impl<S, P> DeadlineService<S, P> {
-    pub(crate) fn new(inner: S, owner: Arc<Owner>, policy: P) -> Self {
+    pub(crate) fn new(inner: S, owner: Share<Owner>, policy: P) -> Self {
         Self {
             inner,
             owner,

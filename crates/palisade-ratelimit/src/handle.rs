@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use palisade_core::share::Share;
+
 use crate::config::{ConfigError, Quota};
 use crate::layer::View;
 
@@ -19,7 +21,7 @@ use crate::layer::View;
 /// ```
 #[derive(Clone)]
 pub struct RateLimitHandle {
-    core: Arc<dyn View>,
+    core: Share<dyn View>,
 }
 
 /// A snapshot of a limiter's decisions.
@@ -43,7 +45,8 @@ pub struct RateLimitStats {
 }
 
 impl RateLimitHandle {
-    pub(crate) fn new<V: View + 'static>(core: Arc<V>) -> Self {
+    pub(crate) fn new<V: View + 'static>(core: Share<V>) -> Self {
+        let core = core.convert(|arc| arc as Arc<dyn View>, |r| r as &'static dyn View);
         Self { core }
     }
 

@@ -47,6 +47,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use palisade_core::layer_error::RateLimited;
+use palisade_core::share::Share;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::time::Instant;
 
@@ -302,7 +303,7 @@ pub(crate) fn check<K: Hash + Eq + Send + Sync + 'static>(
     redis: &RedisStore<K>,
     key: Option<K>,
     max_wait: u64,
-    core: &Arc<Core<K>>,
+    core: &Share<Core<K>>,
 ) -> RemoteCheck {
     let mut redis_key = Vec::with_capacity(redis.prefix.len() + 24);
     redis_key.extend_from_slice(&redis.prefix);

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use palisade_core::clock::Stamp;
 use palisade_core::layer_error::{RateLimitPolicy, RateLimited};
+use palisade_core::share::Share;
 use palisade_core::{BoxError, GetDeadline, NoDeadline};
 use tokio::time::Instant;
 use tower_service::Service;
@@ -15,7 +16,7 @@ use crate::future::{Extra, Observe, Refund, ResponseFuture};
 use crate::gcra::{Params, nanos};
 use crate::key::{ExtractKey, Global, KeyExtractor};
 use crate::keyed::{Bucket, Slot};
-use crate::layer::{Core, Shared, Store};
+use crate::layer::{Core, Store};
 use crate::metrics::Decision;
 
 /// A rate-limited service. Made by [`RateLimitLayer`](crate::RateLimitLayer).
@@ -34,12 +35,19 @@ use crate::metrics::Decision;
 /// service must be `Clone`. Calls admitted at once call the inner service in place.
 pub struct RateLimit<S, X: KeyExtractor = Global, D = NoDeadline> {
     inner: S,
-    shared: Arc<Shared<X, D>>,
+    core: Share<Core<X::Key>>,
+    extractor: X,
+    deadline: D,
 }
 
 impl<S, X: KeyExtractor, D> RateLimit<S, X, D> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared<X, D>>) -> Self {
-        Self { inner, shared }
+    pub(crate) fn new(inner: S, core: Share<Core<X::Key>>, extractor: X, deadline: D) -> Self {
+        Self {
+            inner,
+            core,
+            extractor,
+            deadline,
+        }
     }
 
     /// The inner service.
@@ -59,15 +67,17 @@ impl<S, X: KeyExtractor, D> RateLimit<S, X, D> {
 
     /// The limiter's handle.
     pub fn handle(&self) -> crate::RateLimitHandle {
-        crate::RateLimitHandle::new(self.shared.core.clone())
+        crate::RateLimitHandle::new(self.core.clone())
     }
 }
 
-impl<S: Clone, X: KeyExtractor, D> Clone for RateLimit<S, X, D> {
+impl<S: Clone, X: KeyExtractor + Clone, D: Clone> Clone for RateLimit<S, X, D> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            shared: self.shared.clone(),
+            core: self.core.clone(),
+            extractor: self.extractor.clone(),
+            deadline: self.deadline.clone(),
         }
     }
 }
@@ -75,7 +85,7 @@ impl<S: Clone, X: KeyExtractor, D> Clone for RateLimit<S, X, D> {
 impl<S: fmt::Debug, X: KeyExtractor, D> fmt::Debug for RateLimit<S, X, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimit")
-            .field("name", &self.shared.core.name())
+            .field("name", &self.core.name())
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
@@ -148,8 +158,8 @@ impl<S, X: KeyExtractor, D> RateLimit<S, X, D> {
     where
         D: GetDeadline<Req>,
     {
-        let max_wait = self.shared.core.max_wait;
-        match self.shared.deadline.deadline(req) {
+        let max_wait = self.core.max_wait;
+        match self.deadline.deadline(req) {
             None => max_wait,
             Some(d) => max_wait.min(nanos(d.remaining_from(now_at)).saturating_sub(1)),
         }
@@ -164,7 +174,7 @@ impl<S, X: KeyExtractor, D> RateLimit<S, X, D> {
     where
         S: Service<Req> + Clone,
     {
-        let core = &*self.shared.core;
+        let core = &*self.core;
         match slow {
             Slow::Wait(wait, refund) => {
                 core.counters.add(Decision::Waited);
@@ -217,9 +227,8 @@ where
     // (163 instructions a request fewer in `bench_server --in-process`).
     #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
-        let shared = &*self.shared;
-        let core = &*shared.core;
-        let key = shared.extractor.extract(&req);
+        let core = &*self.core;
+        let key = self.extractor.extract(&req);
         // One clock read for the whole stack (held until the inner call returns).
         let stamp = Stamp::enter();
         let now_at = stamp.now();
@@ -237,10 +246,7 @@ where
             }),
             #[cfg(feature = "redis")]
             Store::Redis(redis) => Err(Slow::Remote(crate::redis::check(
-                redis,
-                key,
-                max_wait,
-                &shared.core,
+                redis, key, max_wait, &self.core,
             ))),
         };
         // The response future is built in one place, from its two parts.

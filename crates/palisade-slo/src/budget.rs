@@ -8,6 +8,7 @@ use std::time::Duration;
 use palisade_core::classify::{ErrorClassifier, HttpClassifier};
 use palisade_core::clock::Epoch;
 use palisade_core::collect::{self, Collect};
+use palisade_core::share::Share;
 use palisade_core::{Category, HealthIndicator, HealthReport, HealthStatus};
 use tokio::time::Instant;
 
@@ -434,7 +435,7 @@ impl Collect for Shared {
 /// ```
 #[derive(Clone)]
 pub struct ErrorBudget {
-    owner: Arc<Owner>,
+    owner: Share<Owner>,
 }
 
 impl std::fmt::Debug for ErrorBudget {
@@ -446,6 +447,18 @@ impl std::fmt::Debug for ErrorBudget {
 impl ErrorBudget {
     pub(crate) fn shared(&self) -> &Shared {
         &self.owner.shared
+    }
+
+    /// A handle on the same budget that keeps it until the process exits: cloning it,
+    /// and the services of layers fed by it (axum and hyper clone the stack for every
+    /// request), touches no reference count. For a budget made once and kept until
+    /// exit; it is never freed, so a program that makes budgets over and over should
+    /// not leak them. See [`palisade_core::share`].
+    #[must_use]
+    pub fn leak(&self) -> ErrorBudget {
+        ErrorBudget {
+            owner: self.owner.leak(),
+        }
     }
 
     /// Starts building a budget with the default [`ErrorBudgetConfig`].
@@ -825,7 +838,7 @@ impl ErrorBudgetBuilder {
         shared.metrics.remaining.set(1.0);
         collect::register(&(shared.clone() as Arc<dyn Collect>));
         Ok(ErrorBudget {
-            owner: Arc::new(Owner { shared }),
+            owner: Share::new(Owner { shared }),
         })
     }
 }

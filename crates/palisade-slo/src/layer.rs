@@ -72,16 +72,27 @@ impl<C> ErrorBudgetLayer<C> {
         ErrorBudgetLayer::with_classifier(self.budget(), classifier)
     }
 
+    /// The same layer, feeding a [leaked](ErrorBudget::leak) handle on its budget: its
+    /// services clone without touching a reference count.
+    #[must_use]
+    pub fn leak(self) -> Self
+    where
+        C: Clone,
+    {
+        Self::with_classifier(self.budget().leak(), self.recorder.classifier.clone())
+    }
+
     /// The budget this layer feeds.
     pub fn budget(&self) -> ErrorBudget {
         self.recorder.budget.clone()
     }
 }
 
-impl<S, C> Layer<S> for ErrorBudgetLayer<C> {
+impl<S, C: Clone> Layer<S> for ErrorBudgetLayer<C> {
     type Service = Budgeted<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Budgeted::new(inner, self.recorder.clone())
+        let r = &self.recorder;
+        Budgeted::new(inner, r.budget.clone(), r.classifier.clone())
     }
 }

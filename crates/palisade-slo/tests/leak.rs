@@ -1,0 +1,35 @@
+//! A leaked error budget is the budget it came from: outcomes recorded through either
+//! handle land in one budget.
+
+use palisade_core::BoxError;
+use palisade_slo::{ErrorBudget, ErrorBudgetLayer, presets};
+use tower::{Layer, ServiceExt, service_fn};
+
+#[tokio::test(start_paused = true)]
+async fn outcomes_through_a_leaked_handle_land_in_the_same_budget() {
+    let budget = ErrorBudget::new("leak", presets::three_nines_24_hours()).unwrap();
+    let leaked = budget.leak();
+    leaked.record_good();
+    assert_eq!(budget.total(), 1);
+
+    let layer = ErrorBudgetLayer::new(budget.clone()).leak();
+    let svc = layer.layer(service_fn(|fail: bool| async move {
+        if fail {
+            Err::<u32, BoxError>("boom".into())
+        } else {
+            Ok(1)
+        }
+    }));
+    for _ in 0..1_000 {
+        drop(svc.clone());
+    }
+    svc.clone().oneshot(false).await.unwrap();
+    svc.clone().oneshot(true).await.unwrap_err();
+    assert_eq!((budget.good(), budget.bad()), (2, 1));
+    assert_eq!(layer.budget().total(), 3);
+    drop(budget);
+    drop(layer);
+    // The leaked handle keeps the budget: it still counts and answers.
+    svc.oneshot(false).await.unwrap();
+    assert_eq!(leaked.total(), 4);
+}
