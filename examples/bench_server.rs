@@ -360,7 +360,8 @@ fn app(args: &Args) -> Result<Router, BoxError> {
                         .name("backend")
                         .max_attempts(3)
                         .deadline(BackendCall::deadline as fn(&BackendCall) -> Option<Deadline>)
-                        .build()?,
+                        .build()?
+                        .leak(),
                 )
                 .breaker(BreakerLayer::builder().name("backend").build()?.leak())
                 .service(service_fn(move |call: BackendCall| {

@@ -57,8 +57,8 @@ mod sealed {
 /// every request and drop the clone once the call is made; each layer's clone is then
 /// a pointer copy instead of two atomic reference-count operations. The state is never
 /// freed (see [`palisade_core::share`]), so keep counted layers where stacks are built
-/// over and over (tests, per-tenant stacks). In the bench server this took 24 → 12
-/// atomic operations and about 30 ns off each request.
+/// over and over (tests, per-tenant stacks). In the bench server this took the atomic
+/// read-modify-writes of a request from 24 to 8 (bare: 4) and about 60 ns off it.
 ///
 /// Each method is `self.layer(layer)`: the layer is built and validated by its own
 /// builder, which returns a configuration error naming the field.

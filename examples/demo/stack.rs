@@ -237,7 +237,7 @@ pub(crate) fn build(settings: &Settings, backend: Backend) -> Result<(Router, Ha
         .build()?;
     let breaker_handle = breaker.handle();
     let client = ServiceBuilder::new()
-        .retries(retry)
+        .retries(retry.leak())
         .breaker(breaker.leak())
         .service(service_fn(move |req: BackendRequest| {
             backend.clone().call(req)

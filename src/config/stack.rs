@@ -231,8 +231,9 @@ impl Stack {
     /// For a stack built once and served until exit; its state is never freed.
     ///
     /// The leaked stack and this one are the same stack: one bucket, one breaker, one
-    /// budget, and [`reload`](Self::reload) on either changes both. Retry and adaptive
-    /// throttling, which are not part of [`layer`](Self::layer), stay counted.
+    /// budget, and [`reload`](Self::reload) on either changes both. Its
+    /// [`retry_layer`](Self::retry_layer) makes leaked services too; adaptive
+    /// throttling stays counted.
     #[must_use]
     pub fn leak(&self) -> Stack {
         Stack {
@@ -242,7 +243,7 @@ impl Stack {
             deadline: self.deadline.clone().map(DeadlineLayer::leak),
             bulkhead: self.bulkhead.clone().map(StackBulkhead::leak),
             breaker: self.breaker.clone().map(StackBreaker::leak),
-            retry: self.retry.clone(),
+            retry: self.retry.clone().map(StackRetry::leak),
             error_budget: self.error_budget.as_ref().map(ErrorBudget::leak),
             throttle: self.throttle.clone(),
         }

@@ -4,12 +4,12 @@ use std::fmt;
 use std::future::Future;
 use std::mem;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use palisade_core::GetDeadline;
 use palisade_core::classify::{Classification, Classify};
+use palisade_core::share::Share;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
@@ -30,11 +30,16 @@ pin_project! {
     pub struct ResponseFuture<S, Req, C, R, D, H>
     where
         S: Service<Req>,
+        S: 'static,
+        C: 'static,
+        R: 'static,
+        D: 'static,
+        H: 'static,
     {
         #[pin]
         state: State<S::Future, S>,
         request: Result<Req, GiveUpReason>,
-        shared: Arc<Attempts<S, C, R, D, H>>,
+        shared: Share<Attempts<S, C, R, D, H>>,
         // Attempts sent so far.
         attempt: u32,
         previous_delay: Duration,
@@ -62,7 +67,7 @@ where
     pub(crate) fn new(
         future: S::Future,
         request: Result<Req, GiveUpReason>,
-        shared: Arc<Attempts<S, C, R, D, H>>,
+        shared: Share<Attempts<S, C, R, D, H>>,
     ) -> Self {
         Self {
             state: State::Calling { future },

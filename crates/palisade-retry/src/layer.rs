@@ -44,6 +44,8 @@ pub(crate) struct Shared<C, R, D, H> {
 /// ([`RetryHook`](crate::RetryHook)).
 pub struct RetryLayer<C = ErrorClassifier, R = Cloned, D = NoDeadline, H = NoHook> {
     shared: Arc<Shared<C, R, D, H>>,
+    /// Whether the services this layer makes keep their state until the process exits.
+    leak: bool,
 }
 
 impl RetryLayer {
@@ -83,12 +85,35 @@ impl<C, R, D, H> RetryLayer<C, R, D, H> {
     pub fn max_attempts(&self) -> u32 {
         self.shared.max_attempts
     }
+
+    /// Makes each service this layer wraps keep its state until the process exits, so
+    /// that cloning the service (axum and hyper clone the stack for every request) and
+    /// starting a call touch no reference count: four atomic operations fewer per
+    /// call. For a stack built once and served until exit: every service this layer
+    /// makes is never freed, so a program that builds stacks over and over should
+    /// not leak them. See [`palisade_core::share`].
+    ///
+    /// ```
+    /// use palisade_retry::RetryLayer;
+    ///
+    /// let layer = RetryLayer::builder().name("backend").build()?.leak();
+    /// assert_eq!(layer.name(), "backend");
+    /// # Ok::<(), palisade_retry::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn leak(self) -> Self {
+        Self {
+            shared: self.shared,
+            leak: true,
+        }
+    }
 }
 
 impl<C, R, D, H> Clone for RetryLayer<C, R, D, H> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
+            leak: self.leak,
         }
     }
 }
@@ -106,11 +131,21 @@ impl<C, R, D, H> fmt::Debug for RetryLayer<C, R, D, H> {
     }
 }
 
-impl<S: Clone, C, R, D, H> Layer<S> for RetryLayer<C, R, D, H> {
+// `'static`: a service of a leaked layer holds its state as a `&'static` reference, and
+// the type says so whether or not this one is leaked. Services served by tokio, axum,
+// hyper or tonic are `'static` anyway.
+impl<S, C, R, D, H> Layer<S> for RetryLayer<C, R, D, H>
+where
+    S: Clone + 'static,
+    C: 'static,
+    R: 'static,
+    D: 'static,
+    H: 'static,
+{
     type Service = Retry<S, C, R, D, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Retry::from_shared(inner, Arc::clone(&self.shared))
+        Retry::from_shared(inner, Arc::clone(&self.shared), self.leak)
     }
 }
 
@@ -284,6 +319,7 @@ impl<C, R, D, H> RetryLayerBuilder<C, R, D, H> {
                 deadline: self.deadline,
                 hook: self.hook,
             }),
+            leak: false,
         })
     }
 }

@@ -6,6 +6,7 @@ use palisade_core::GetDeadline;
 use palisade_core::NoDeadline;
 use palisade_core::classify::{Classify, ErrorClassifier};
 use palisade_core::clock::Stamp;
+use palisade_core::share::Share;
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
@@ -19,12 +20,20 @@ use crate::policy::{Cloned, GiveUpReason, NoHook, NotReplayable, ReplayPolicy, R
 /// The first attempt goes to this service's inner service, the one the caller
 /// readied; a retry goes to a fresh clone of the inner service this `Retry` was built
 /// around (by [`RetryLayer`](crate::RetryLayer)'s `layer`), polled ready first. So the
-/// future holds one reference count, not a clone of the inner service, and a call
+/// future holds one reference count (none when the layer is
+/// [leaked](crate::RetryLayer::leak)), not a clone of the inner service, and a call
 /// that is not retried clones nothing. (A service swapped in through
 /// [`get_mut`](Self::get_mut) takes first attempts only.)
-pub struct Retry<S, C = ErrorClassifier, R = Cloned, D = NoDeadline, H = NoHook> {
+pub struct Retry<S, C = ErrorClassifier, R = Cloned, D = NoDeadline, H = NoHook>
+where
+    S: 'static,
+    C: 'static,
+    R: 'static,
+    D: 'static,
+    H: 'static,
+{
     inner: S,
-    shared: Arc<Attempts<S, C, R, D, H>>,
+    shared: Share<Attempts<S, C, R, D, H>>,
 }
 
 /// What a [`Retry`] and its response futures share: the layer's state and the inner
@@ -47,11 +56,12 @@ impl<S: Clone, C, R, D, H> Attempts<S, C, R, D, H> {
 }
 
 impl<S: Clone, C, R, D, H> Retry<S, C, R, D, H> {
-    pub(crate) fn from_shared(inner: S, layer: Arc<Shared<C, R, D, H>>) -> Self {
+    pub(crate) fn from_shared(inner: S, layer: Arc<Shared<C, R, D, H>>, leak: bool) -> Self {
         let template = Mutex::new(inner.clone());
+        let shared = Share::new(Attempts { layer, template });
         Self {
             inner,
-            shared: Arc::new(Attempts { layer, template }),
+            shared: if leak { shared.leak() } else { shared },
         }
     }
 }
@@ -77,7 +87,7 @@ impl<S: Clone, C, R, D, H> Clone for Retry<S, C, R, D, H> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -127,6 +137,6 @@ where
         // `self.inner` is the service the caller readied: it takes this attempt. A
         // retry clones the template and polls it ready first.
         let future = self.inner.call(request);
-        ResponseFuture::new(future, copy, Arc::clone(&self.shared))
+        ResponseFuture::new(future, copy, self.shared.clone())
     }
 }

@@ -657,3 +657,24 @@ fn futures_are_send_for_a_service_that_is_not_sync() {
     let fut = svc.call(1);
     send(&fut);
 }
+
+/// A leaked layer's services retry as a counted layer's do, and the clones axum makes
+/// for every request come and go without freeing anything.
+#[tokio::test(start_paused = true)]
+async fn a_leaked_layer_retries_as_the_counted_one_does() {
+    let script = Script::new([Reply::Fail(Category::Transient); 2]);
+    let counted = base().max_attempts(3).build().unwrap();
+    let leaked = counted.clone().leak();
+    let svc = leaked.layer(tower::util::BoxCloneSyncService::new(script.service()));
+    for _ in 0..1_000 {
+        drop(svc.clone());
+    }
+    assert_eq!(svc.clone().oneshot(1).await.unwrap(), Reply::Ok);
+    assert_eq!(script.calls(), [ms(0), ms(10), ms(20)]);
+    let again = Script::new([Reply::Fail(Category::Transient)]);
+    assert_eq!(run(counted, &again).await, Reply::Ok);
+    assert_eq!(again.count(), 2);
+    drop(leaked);
+    // The service outlives its layer, as any service does.
+    assert_eq!(svc.oneshot(2).await.unwrap(), Reply::Ok);
+}
