@@ -3,6 +3,7 @@
 # and `<!-- /run.sh:NAME -->` in BENCHMARKS.md (nothing else in the file is touched):
 #
 #   stack      benches/stack.rs: bare vs the six-layer Palisade stack vs tower's stack
+#   clones     benches/stack.rs: the stack cloned per call (as axum does), counted vs leaked
 #   layers     benches/stack.rs: each layer vs tower's built-in, one and two threads
 #   criterion  every criterion figure of this run (root benches and each crate's)
 #   http       benches/http.sh: wrk, bare vs palisade vs tower
@@ -70,6 +71,17 @@ for group, suffix, label in [("stack_1_thread", "", "1 thread"), ("stack_2_threa
 with open(os.path.join(out, "stack.md"), "w") as w:
     w.write("| threads | bare | **palisade**, six layers (overhead) | tower, four layers (overhead) | palisade's overhead / tower's |\n|---|---|---|---|---|\n")
     w.write("\n".join(rows) + "\n")
+rows = []
+for group, suffix, label in [("stack_clone_per_call", "", "1"), ("stack_clone_per_call_2_threads", "/per call", "2")]:
+    get = lambda m: est.get(f"{group}/{m}{suffix}", (None,))[0]
+    bare, pal, leak, tow = get("bare"), get("palisade"), get("palisade_leaked"), get("tower_clonable")
+    if None in (bare, pal, leak, tow):
+        continue
+    rows.append(f"| {label} | {fmt(bare)} | {fmt(pal)} (+{fmt(pal - bare)}) | {fmt(leak)} (+{fmt(leak - bare)}) | {fmt(tow)} (+{fmt(tow - bare)}) | {(leak - bare) / (pal - bare):.2f}× |")
+if rows:
+    with open(os.path.join(out, "clones.md"), "w") as w:
+        w.write("| threads | bare | palisade, six counted layers (overhead) | **palisade, leaked** (overhead) | tower, three `Clone` layers (overhead) | leaked / counted overhead |\n|---|---|---|---|---|---|\n")
+        w.write("\n".join(rows) + "\n")
 pairs = [("ratelimit", "tower_ratelimit"), ("error_budget", None), ("deadline", "tower_timeout"),
          ("bulkhead", "tower_concurrency"), ("retry", "tower_retry"), ("breaker", None)]
 rows = []
@@ -109,7 +121,7 @@ python3 - "$REPO_DIR/BENCHMARKS.md" "$out" "$(date -u +%Y-%m-%d)" <<'PY'
 import os, re, sys
 path, out, day = sys.argv[1], sys.argv[2], sys.argv[3]
 text = open(path).read()
-for name in ["stack", "layers", "criterion", "http", "overload", "callgrind"]:
+for name in ["stack", "clones", "layers", "criterion", "http", "overload", "callgrind"]:
     f = os.path.join(out, f"{name}.md")
     if not os.path.exists(f):
         continue

@@ -127,6 +127,102 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// `calls` calls, each through a fresh clone of `svc` dropped once the call is made,
+/// as axum's router and hyper's service adapter do for every request.
+fn drive_clones<S>(svc: &S, calls: u64) -> Duration
+where
+    S: Service<Req, Response = Response<()>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let start = Instant::now();
+    for _ in 0..calls {
+        let mut each = svc.clone();
+        call(&mut each, request());
+    }
+    start.elapsed()
+}
+
+/// The stack cloned for every call, as a server clones it for every request: counted
+/// layers, leaked layers, and tower's three `Clone` layers, on one and two threads.
+fn clone_per_call(c: &mut Criterion) {
+    install_recorder();
+    let rt = runtime();
+    let _guard = rt.enter();
+    let counted = Palisade::new();
+    let leaked = counted.leak();
+    let tower = Tower::new();
+
+    let mut g = c.benchmark_group("stack_clone_per_call");
+    g.bench_function("bare", |b| {
+        let svc = inner();
+        b.iter_custom(|n| drive_clones(&svc, n))
+    });
+    g.bench_function("palisade", |b| {
+        let svc = counted.full(inner());
+        b.iter_custom(|n| drive_clones(&svc, n))
+    });
+    g.bench_function("palisade_leaked", |b| {
+        let svc = leaked.full(inner());
+        b.iter_custom(|n| drive_clones(&svc, n))
+    });
+    g.bench_function("tower_clonable", |b| {
+        let svc = tower.clonable(inner());
+        b.iter_custom(|n| drive_clones(&svc, n))
+    });
+    g.finish();
+
+    // Two threads cloning one stack: counted layers bounce their reference counts'
+    // cache lines between the cores.
+    let mut g = c.benchmark_group("stack_clone_per_call_2_threads");
+    g.sample_size(20);
+    let shared_counted = counted.full(inner());
+    let shared_leaked = leaked.full(inner());
+    let shared_tower = tower.clonable(inner());
+    g.bench_function(BenchmarkId::new("bare", "per call"), |b| {
+        let svc = inner();
+        b.iter_custom(|n| two_threads_cloning(n, &svc))
+    });
+    g.bench_function(BenchmarkId::new("palisade", "per call"), |b| {
+        b.iter_custom(|n| two_threads_cloning(n, &shared_counted))
+    });
+    g.bench_function(BenchmarkId::new("palisade_leaked", "per call"), |b| {
+        b.iter_custom(|n| two_threads_cloning(n, &shared_leaked))
+    });
+    g.bench_function(BenchmarkId::new("tower_clonable", "per call"), |b| {
+        b.iter_custom(|n| two_threads_cloning(n, &shared_tower))
+    });
+    g.finish();
+}
+
+/// Two OS threads, each in its own runtime's context with a clone of `svc` (sharing
+/// its layers), `iters` calls each through fresh clones of it; wall time from the
+/// moment both are released.
+fn two_threads_cloning<S>(iters: u64, svc: &S) -> Duration
+where
+    S: Service<Req, Response = Response<()>> + Clone + Send,
+    S::Error: std::fmt::Debug,
+{
+    let barrier = Barrier::new(2);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let (barrier, mine) = (&barrier, svc.clone());
+                s.spawn(move || {
+                    let rt = runtime();
+                    let _guard = rt.enter();
+                    barrier.wait();
+                    drive_clones(&mine, iters)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bench thread"))
+            .max()
+            .unwrap_or_default()
+    })
+}
+
 /// Each layer alone, and tower's built-in for the same job, around [`inner`]: `$each`
 /// runs once per case with its name and a closure building a fresh service.
 macro_rules! each_layer {
@@ -178,5 +274,5 @@ fn layers(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, layers);
+criterion_group!(benches, bench, clone_per_call, layers);
 criterion_main!(benches);

@@ -189,6 +189,20 @@ impl Palisade {
         }
     }
 
+    /// The same layers, leaked (see `palisade::core::share`): their services clone
+    /// without touching a reference count. Leaks a little memory per call of this
+    /// function, once per bench.
+    pub fn leak(&self) -> Self {
+        Self {
+            ratelimit: self.ratelimit.clone().leak(),
+            budget: self.budget.leak(),
+            deadline: self.deadline.clone().leak(),
+            bulkhead: self.bulkhead.clone().leak(),
+            retry: self.retry.clone().leak(),
+            breaker: self.breaker.clone().leak(),
+        }
+    }
+
     /// The six layers in the README's server order (rate limit, error budget,
     /// deadline, bulkhead), then the client side of the demo (retry outside the
     /// breaker), around `inner`.
@@ -239,6 +253,23 @@ impl Tower {
             concurrency: GlobalConcurrencyLimitLayer::new(LIMIT),
             retry: tower::retry::RetryLayer::new(TpsPolicy::new()),
         }
+    }
+
+    /// The three layers that are `Clone` (all but `RateLimit`), outermost first, around
+    /// `inner`: what an axum route can clone per request without a `Buffer`.
+    pub fn clonable<S>(
+        &self,
+        inner: S,
+    ) -> impl Service<Req, Response = Response<()>, Error = BoxError> + Clone + Send + 'static
+    where
+        S: Service<Req, Response = Response<()>, Error = BoxError> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        ServiceBuilder::new()
+            .layer(self.timeout.clone())
+            .layer(self.concurrency.clone())
+            .layer(self.retry.clone())
+            .service(inner)
     }
 
     /// The four layers, outermost first, around `inner`.
