@@ -314,7 +314,7 @@ pub(crate) fn build(settings: &Settings, backend: Backend) -> Result<(Router, Ha
     let stack = ServiceBuilder::new()
         .layer(ErrorResponseLayer::with(rejection))
         // RED request metrics, outermost: every answer, 429s included.
-        .request_metrics(RequestMetricsLayer::new("api"))
+        .request_metrics(RequestMetricsLayer::new("api").leak())
         .rate_limited(limiter.leak())
         .error_budget(budget.layer().leak())
         .deadline(deadline.leak())

@@ -203,6 +203,48 @@ async fn custom_extractor_and_unmatched_label() {
     assert!(!text.contains(UNMATCHED), "{text}");
 }
 
+/// A leaked layer keeps its settings and records as a counted one does; the clones
+/// axum makes per request come and go.
+#[tokio::test]
+async fn a_leaked_layer_records_as_the_counted_one_does() {
+    let rec = recorder();
+    let handle = rec.handle();
+    let _local = metrics::set_default_local_recorder(&rec);
+
+    let layer = RequestMetricsLayer::new("leaked")
+        .unmatched_label("other")
+        .expect("a non-empty label")
+        .max_routes(1)
+        .expect("not zero")
+        .leak()
+        .route_extractor(route_by_path::<()>);
+    let svc = layer.layer(ok_service());
+    for _ in 0..1_000 {
+        drop(svc.clone());
+    }
+    for path in ["/open", "/open", "/limited"] {
+        let res = svc.clone().oneshot(request(path)).await.expect("ok");
+        assert_eq!(res.status(), 200);
+    }
+
+    let text = handle.render();
+    let total = "palisade_requests_total";
+    let a = [("name", "leaked"), ("route", "/open"), ("status", "200")];
+    assert_eq!(sample(&text, total, &a), Some(2.0), "{text}");
+    let other = [("name", "leaked"), ("route", "other"), ("status", "200")];
+    assert_eq!(
+        sample(&text, total, &other),
+        Some(1.0),
+        "beyond max_routes: {text}"
+    );
+    let in_flight = [("name", "leaked")];
+    assert_eq!(
+        sample(&text, "palisade_requests_in_flight", &in_flight),
+        Some(0.0),
+        "{text}"
+    );
+}
+
 #[test]
 fn an_empty_unmatched_label_is_refused() {
     let err = RequestMetricsLayer::new("api")
@@ -409,6 +451,13 @@ fn a_warm_call_allocates_nothing() {
 
     // A custom extractor, two routes.
     let mut svc = RequestMetricsLayer::new("alloc")
+        .route_extractor(route_by_prefix::<()>)
+        .layer(ok_service());
+    assert_eq!(allocations_per_calls(&mut svc, calls), 0);
+
+    // The same, leaked.
+    let mut svc = RequestMetricsLayer::new("alloc")
+        .leak()
         .route_extractor(route_by_prefix::<()>)
         .layer(ok_service());
     assert_eq!(allocations_per_calls(&mut svc, calls), 0);
