@@ -232,8 +232,9 @@ impl Stack {
     ///
     /// The leaked stack and this one are the same stack: one bucket, one breaker, one
     /// budget, and [`reload`](Self::reload) on either changes both. Its
-    /// [`retry_layer`](Self::retry_layer) makes leaked services too; adaptive
-    /// throttling stays counted.
+    /// [`retry_layer`](Self::retry_layer) and
+    /// [`adaptive_throttle_layer`](Self::adaptive_throttle_layer) make leaked services
+    /// too.
     #[must_use]
     pub fn leak(&self) -> Stack {
         Stack {
@@ -245,7 +246,7 @@ impl Stack {
             breaker: self.breaker.clone().map(StackBreaker::leak),
             retry: self.retry.clone().map(StackRetry::leak),
             error_budget: self.error_budget.as_ref().map(ErrorBudget::leak),
-            throttle: self.throttle.clone(),
+            throttle: self.throttle.clone().map(StackThrottle::leak),
         }
     }
 

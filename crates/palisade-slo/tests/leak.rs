@@ -33,3 +33,37 @@ async fn outcomes_through_a_leaked_handle_land_in_the_same_budget() {
     svc.oneshot(false).await.unwrap();
     assert_eq!(leaked.total(), 4);
 }
+
+/// A leaked throttle is the throttle it came from: one set of counts.
+#[tokio::test(start_paused = true)]
+async fn a_leaked_throttle_counts_in_the_same_throttle() {
+    use palisade_slo::AdaptiveThrottleLayer;
+
+    let layer = AdaptiveThrottleLayer::builder()
+        .name("leak")
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let leaked = layer.clone().leak();
+    let svc = leaked.layer(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
+    for _ in 0..1_000 {
+        drop(svc.clone());
+    }
+    for i in 0..3 {
+        assert_eq!(svc.clone().oneshot(i).await.unwrap(), i);
+    }
+    assert_eq!(
+        layer
+            .layer(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }))
+            .oneshot(9)
+            .await
+            .unwrap(),
+        9
+    );
+    assert_eq!(
+        handle.stats().requests_total,
+        4,
+        "both layers count in one throttle"
+    );
+    assert_eq!(leaked.handle().stats().requests_total, 4);
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 use palisade_core::Category;
 use palisade_core::classify::{ErrorClassifier, HttpClassifier};
 use palisade_core::collect::{self, Collect};
+use palisade_core::share::Share;
 use tower_layer::Layer;
 
 use super::{AdaptiveThrottle, Owner, Shared, ThrottleHandle};
@@ -14,7 +15,7 @@ use crate::config::{ConfigError, ThrottleConfig};
 /// What every service and response future of one throttle layer shares.
 #[derive(Debug)]
 pub(crate) struct Recorder<C> {
-    pub(crate) owner: Owner,
+    pub(crate) owner: Share<Owner>,
     pub(crate) classifier: C,
 }
 
@@ -78,17 +79,36 @@ impl AdaptiveThrottleLayer {
 }
 
 impl<C> AdaptiveThrottleLayer<C> {
+    /// Keeps the throttle's state until the process exits, so that cloning a service
+    /// (axum and hyper clone the stack for every request) touches no reference count.
+    /// For a stack built once and served until exit; the state is never freed, so a
+    /// program that builds throttles over and over should not leak them. See
+    /// [`palisade_core::share`].
+    #[must_use]
+    pub fn leak(self) -> Self
+    where
+        C: Clone,
+    {
+        Self {
+            recorder: Arc::new(Recorder {
+                owner: self.recorder.owner.leak(),
+                classifier: self.recorder.classifier.clone(),
+            }),
+        }
+    }
+
     /// The handle: probability and counters.
     pub fn handle(&self) -> ThrottleHandle {
         ThrottleHandle::new(self.recorder.owner.shared.clone())
     }
 }
 
-impl<S, C> Layer<S> for AdaptiveThrottleLayer<C> {
+impl<S, C: Clone> Layer<S> for AdaptiveThrottleLayer<C> {
     type Service = AdaptiveThrottle<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        AdaptiveThrottle::new(inner, self.recorder.clone())
+        let r = &self.recorder;
+        AdaptiveThrottle::new(inner, r.owner.clone(), r.classifier.clone())
     }
 }
 
@@ -183,7 +203,7 @@ impl<C> ThrottleBuilder<C> {
         collect::register(&(shared.clone() as Arc<dyn Collect>));
         Ok(AdaptiveThrottleLayer {
             recorder: Arc::new(Recorder {
-                owner: Owner { shared },
+                owner: Share::new(Owner { shared }),
                 classifier: self.classifier,
             }),
         })

@@ -1,31 +1,32 @@
 //! [`AdaptiveThrottle`]: the service of an [`AdaptiveThrottleLayer`](super::AdaptiveThrottleLayer).
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use palisade_core::BoxError;
 use palisade_core::classify::Classify;
 use palisade_core::layer_error::Throttled;
+use palisade_core::share::Share;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::layer::Recorder;
-use super::{Decision, ThrottleHandle};
+use super::{Decision, Owner, ThrottleHandle};
 
 /// Throttles calls of `S` locally while the backend refuses them. Built by
 /// [`AdaptiveThrottleLayer`](super::AdaptiveThrottleLayer); see the
 /// [module docs](crate::throttle) for when it decides.
 pub struct AdaptiveThrottle<S, C> {
     inner: S,
-    recorder: Arc<Recorder<C>>,
+    owner: Share<Owner>,
+    classifier: C,
     decided: Option<Decision>,
 }
 
 impl<S, C> AdaptiveThrottle<S, C> {
-    pub(crate) fn new(inner: S, recorder: Arc<Recorder<C>>) -> Self {
+    pub(crate) fn new(inner: S, owner: Share<Owner>, classifier: C) -> Self {
         Self {
             inner,
-            recorder,
+            owner,
+            classifier,
             decided: None,
         }
     }
@@ -47,17 +48,18 @@ impl<S, C> AdaptiveThrottle<S, C> {
 
     /// The throttle's handle.
     pub fn handle(&self) -> ThrottleHandle {
-        ThrottleHandle::new(self.recorder.owner.shared.clone())
+        ThrottleHandle::new(self.owner.shared.clone())
     }
 }
 
-impl<S: Clone, C> Clone for AdaptiveThrottle<S, C> {
+impl<S: Clone, C: Clone> Clone for AdaptiveThrottle<S, C> {
     /// The clone shares the throttle but not this service's decision: it must be
     /// polled ready itself.
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            recorder: self.recorder.clone(),
+            owner: self.owner.clone(),
+            classifier: self.classifier.clone(),
             decided: None,
         }
     }
@@ -66,7 +68,7 @@ impl<S: Clone, C> Clone for AdaptiveThrottle<S, C> {
 impl<S: std::fmt::Debug, C> std::fmt::Debug for AdaptiveThrottle<S, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdaptiveThrottle")
-            .field("name", &self.recorder.owner.shared.name)
+            .field("name", &self.owner.shared.name)
             .field("inner", &self.inner)
             .field("decided", &self.decided)
             .finish_non_exhaustive()
@@ -86,7 +88,7 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         let decision = match self.decided {
             Some(d) => d,
-            None => *self.decided.insert(self.recorder.owner.shared.decide()),
+            None => *self.decided.insert(self.owner.shared.decide()),
         };
         if let Decision::Reject(_) = decision {
             return Poll::Ready(Ok(()));
@@ -102,15 +104,11 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let shared = &self.recorder.owner.shared;
+        let shared = &self.owner.shared;
         match self.decided.take() {
             Some(Decision::Admit) => {
                 shared.count_request();
-                ResponseFuture::running(
-                    self.inner.call(req),
-                    shared.slot,
-                    self.recorder.classifier.clone(),
-                )
+                ResponseFuture::running(self.inner.call(req), shared.slot, self.classifier.clone())
             }
             Some(Decision::Reject(p)) => {
                 shared.count_request();
