@@ -57,6 +57,16 @@ where
     S: Service<Req, Response = Response<()>>,
     S::Error: std::fmt::Debug,
 {
+    on_two_threads(iters, make, |svc, n| drive(svc, n))
+}
+
+/// Two OS threads, each in its own runtime's context with the service `make` builds
+/// for it, running `run` for `iters` calls; the longer of the two wall times, from the
+/// moment both are released.
+fn on_two_threads<S, F>(iters: u64, make: F, run: fn(&mut S, u64) -> Duration) -> Duration
+where
+    F: Fn() -> S + Sync,
+{
     let barrier = Barrier::new(2);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..2)
@@ -67,7 +77,7 @@ where
                     let _guard = rt.enter();
                     let mut svc = make();
                     barrier.wait();
-                    drive(&mut svc, iters)
+                    run(&mut svc, iters)
                 })
             })
             .collect();
@@ -194,33 +204,14 @@ fn clone_per_call(c: &mut Criterion) {
     g.finish();
 }
 
-/// Two OS threads, each in its own runtime's context with a clone of `svc` (sharing
-/// its layers), `iters` calls each through fresh clones of it; wall time from the
-/// moment both are released.
+/// Two OS threads, each with a clone of `svc` (sharing its layers), `iters` calls each
+/// through fresh clones of it; the longer wall time, from the moment both are released.
 fn two_threads_cloning<S>(iters: u64, svc: &S) -> Duration
 where
-    S: Service<Req, Response = Response<()>> + Clone + Send,
+    S: Service<Req, Response = Response<()>> + Clone + Sync,
     S::Error: std::fmt::Debug,
 {
-    let barrier = Barrier::new(2);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..2)
-            .map(|_| {
-                let (barrier, mine) = (&barrier, svc.clone());
-                s.spawn(move || {
-                    let rt = runtime();
-                    let _guard = rt.enter();
-                    barrier.wait();
-                    drive_clones(&mine, iters)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("bench thread"))
-            .max()
-            .unwrap_or_default()
-    })
+    on_two_threads(iters, || svc.clone(), |mine, n| drive_clones(mine, n))
 }
 
 /// Each layer alone, and tower's built-in for the same job, around [`inner`]: `$each`

@@ -283,10 +283,7 @@ impl Tower {
     {
         ServiceBuilder::new()
             .layer(self.ratelimit.clone())
-            .layer(self.timeout.clone())
-            .layer(self.concurrency.clone())
-            .layer(self.retry.clone())
-            .service(inner)
+            .service(self.clonable(inner))
     }
 }
 
