@@ -8,15 +8,18 @@
 #        OUT=file benches/http.sh   (also writes the table to file)
 #        SERVER_ARGS=--json benches/http.sh   (extra bench_server flags, every mode:
 #                                   --json answers the demo's JSON quote)
+#        THREADS=2 benches/http.sh  (the server's runtime threads; default 1)
 #
 # The server gets one runtime thread and wrk one thread: on a 2-core machine each has
-# a core (both shared with whatever else runs).
+# a core (both shared with whatever else runs). With THREADS=2 the server's threads
+# share the two cores with wrk, as a default tokio runtime would.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 ROUNDS="${ROUNDS:-5}"
 DURATION="${DURATION:-5}"
 CONNS="${CONNS:-32}"
+THREADS="${THREADS:-1}"
 MODES=(bare palisade tower)
 
 ensure_wrk
@@ -27,7 +30,7 @@ for round in $(seq 1 "$ROUNDS"); do
     for i in "${!MODES[@]}"; do
         mode="${MODES[$(((i + round) % ${#MODES[@]}))]}"
         # shellcheck disable=SC2086 # SERVER_ARGS is a list of flags
-        start_server "$mode" --threads 1 ${SERVER_ARGS:-}
+        start_server "$mode" --threads "$THREADS" ${SERVER_ARGS:-}
         # Warm up (connections, allocator, branch predictors), then measure.
         run_wrk -t1 -c"$CONNS" -d1s "$SERVER_URL/" >/dev/null
         line="$(run_wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 2s "$SERVER_URL/")"

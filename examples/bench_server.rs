@@ -9,7 +9,8 @@
 //! three stacks (`--mode`, first argument):
 //!
 //! - `bare`: the handler alone.
-//! - `palisade`: the demo's server stack — layer errors as responses (429 / 503 /
+//! - `palisade`: the demo's server stack, leaked as the demo leaks it (`--counted`
+//!   keeps it reference-counted) — layer errors as responses (429 / 503 /
 //!   504), rate limit, error budget, deadline, bulkhead — in front of a handler that
 //!   calls the backend through retry and a breaker (the demo's client side).
 //! - `tower`: tower's nearest equivalent — errors as responses, `Buffer` (tower's
@@ -104,6 +105,10 @@ struct Args {
     /// The longest a call waits for a bulkhead slot, milliseconds (palisade).
     #[arg(long, default_value_t = 0)]
     max_wait_ms: u64,
+    /// Keep the Palisade layers' state reference-counted instead of leaking it (the
+    /// demo leaks it): what leaking saves.
+    #[arg(long)]
+    counted: bool,
     /// Time every answer and serve `GET /stats`.
     #[arg(long)]
     stats: bool,
@@ -354,16 +359,24 @@ fn app(args: &Args) -> Result<Router, BoxError> {
             }),
         ),
         Mode::Palisade => {
+            // Built once and served until exit, as in the demo: every layer is leaked,
+            // so that axum's per-request clone of the stack counts no references
+            // (`--counted` keeps them counted, to measure what that saves).
+            macro_rules! leaked {
+                ($layer:expr) => {{
+                    let layer = $layer;
+                    if args.counted { layer } else { layer.leak() }
+                }};
+            }
             let client = ServiceBuilder::new()
-                .retries(
+                .retries(leaked!(
                     RetryLayer::builder()
                         .name("backend")
                         .max_attempts(3)
                         .deadline(BackendCall::deadline as fn(&BackendCall) -> Option<Deadline>)
                         .build()?
-                        .leak(),
-                )
-                .breaker(BreakerLayer::builder().name("backend").build()?.leak())
+                ))
+                .breaker(leaked!(BreakerLayer::builder().name("backend").build()?))
                 .service(service_fn(move |call: BackendCall| {
                     backend.clone().call(call)
                 }));
@@ -379,35 +392,27 @@ fn app(args: &Args) -> Result<Router, BoxError> {
                 })
                 .map_response(respond)
                 .service(client);
-            // Built once and served until exit, as in the demo: every layer is leaked,
-            // so that axum's per-request clone of the stack counts no references.
-            let budget = ErrorBudget::new("api", presets::three_nines_24_hours())?.leak();
+            let budget = leaked!(ErrorBudget::new("api", presets::three_nines_24_hours())?);
             let stack = ServiceBuilder::new()
                 .error_responses()
-                .rate_limited(
-                    RateLimitLayer::http()
-                        .name("api")
-                        .quota(quota)
-                        .build()?
-                        .leak(),
-                )
+                .rate_limited(leaked!(
+                    RateLimitLayer::http().name("api").quota(quota).build()?
+                ))
                 .error_budget(budget.http_layer())
-                .deadline(
+                .deadline(leaked!(
                     DeadlineLayer::builder()
                         .name("api")
                         .budget(deadline)
                         .build()?
-                        .leak(),
-                )
-                .bulkhead(
+                ))
+                .bulkhead(leaked!(
                     BulkheadLayer::http()
                         .name("api")
                         .max_concurrent(max_concurrent)
                         .max_queue(args.max_queue)
                         .max_wait(Duration::from_millis(args.max_wait_ms))
                         .build()?
-                        .leak(),
-                )
+                ))
                 .service(handler);
             Router::new().route("/", get_service(stack))
         }
