@@ -292,7 +292,7 @@ pub(crate) struct PropagateShared {
 /// extensions). A request without a deadline passes unchanged. This layer does not
 /// time the call out itself; put a [`DeadlineLayer`] outside it for that.
 pub struct PropagateDeadlineLayer<G = FromExtensions> {
-    shared: Arc<PropagateShared>,
+    shared: Share<PropagateShared>,
     get: G,
 }
 
@@ -322,7 +322,7 @@ impl PropagateDeadlineLayer {
             margin: config.margin,
         };
         Ok(Self {
-            shared: Arc::new(shared),
+            shared: Share::new(shared),
             get: FromExtensions,
         })
     }
@@ -346,6 +346,17 @@ impl<G> PropagateDeadlineLayer<G> {
     /// The layer's name.
     pub fn name(&self) -> &str {
         self.shared.name
+    }
+
+    /// Keeps the layer's state until the process exits, so that cloning a service
+    /// touches no reference count. For a stack built once and served until exit; the
+    /// state is never freed. See [`palisade_core::share`].
+    #[must_use]
+    pub fn leak(self) -> Self {
+        Self {
+            shared: self.shared.leak(),
+            get: self.get,
+        }
     }
 }
 

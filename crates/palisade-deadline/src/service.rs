@@ -1,5 +1,4 @@
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -245,12 +244,12 @@ fn expired_on_arrival(shared: &Shared, source: DeadlineSource) -> BoxError {
 /// readiness the caller obtained stays with the inner service for the next call.
 pub struct PropagateDeadline<S, G> {
     inner: S,
-    shared: Arc<PropagateShared>,
+    shared: Share<PropagateShared>,
     get: G,
 }
 
 impl<S, G> PropagateDeadline<S, G> {
-    pub(crate) fn new(inner: S, shared: Arc<PropagateShared>, get: G) -> Self {
+    pub(crate) fn new(inner: S, shared: Share<PropagateShared>, get: G) -> Self {
         Self { inner, shared, get }
     }
 

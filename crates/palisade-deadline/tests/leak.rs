@@ -48,3 +48,20 @@ async fn a_leaked_layer_follows_budget_changes_made_through_the_counted_one() {
         Duration::from_millis(300)
     );
 }
+
+/// A leaked propagation layer writes the same header as a counted one.
+#[tokio::test(start_paused = true)]
+async fn a_leaked_propagation_layer_writes_grpc_timeout() {
+    use palisade_deadline::PropagateDeadlineLayer;
+
+    let layer = PropagateDeadlineLayer::new().leak();
+    assert_eq!(layer.name(), "deadline");
+    let svc = layer.layer(service_fn(|req: Request<()>| async move {
+        Ok::<_, Infallible>(req.headers().get("grpc-timeout").cloned())
+    }));
+    let mut req = Request::get("/").body(()).unwrap();
+    req.extensions_mut()
+        .insert(Deadline::after(Duration::from_millis(250)));
+    let written = svc.oneshot(req).await.unwrap();
+    assert_eq!(written.unwrap(), "250000u");
+}
