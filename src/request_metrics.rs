@@ -54,7 +54,8 @@
 //! The in-flight gauge is registered when the layer is built; the counter and histogram
 //! handles once for each route and status seen, then cached in lock-free maps
 //! ([`papaya`]) looked up by `&str` and `u16`. A warm call allocates nothing and takes no
-//! lock: it hashes the route once and the status once, clones one `Arc`, and writes the
+//! lock: it hashes the route once and the status once, clones one `Arc` (none once the
+//! layer is [leaked](RequestMetricsLayer::leak)), and writes the
 //! gauge twice, the counter and the histogram once each. Handles are registered with the
 //! recorder that is current when a route or status is first seen, so install the recorder
 //! before serving. Most of a call's cost is the recorder's and the clock's (see

@@ -130,7 +130,8 @@
 //! # Cost
 //!
 //! A call admitted at once costs one compare-and-swap to take the permit, one `Arc`
-//! increment on the calling thread's own stripe, and on completion one atomic add to
+//! increment on the calling thread's own stripe (none once the layer is leaked, see
+//! [`BulkheadLayer::leak`]), and on completion one atomic add to
 //! give the permit back, plus loads of the debt and queue counters. No lock: while
 //! nobody is queued, a permit given back waits in an atomic counter beside tokio's
 //! semaphore instead of going through `add_permits`, which takes the semaphore's

@@ -49,7 +49,8 @@ const NOT_FLAT: u64 = u64::MAX;
 
 /// Held by the layer and its services (handles hold the [`Shared`] alone): when the
 /// last is dropped, the state's slot is retired and futures still in flight no longer
-/// find it. One `Arc` per service, so a service clone costs one reference count.
+/// find it. One `Arc` per service, so a service clone costs one reference count
+/// (none once the layer is [leaked](DeadlineLayer::leak)).
 #[derive(Debug)]
 pub(crate) struct Owner {
     pub(crate) shared: Arc<Shared>,

@@ -126,7 +126,8 @@
 //!
 //! - When more than one attempt is allowed, each call copies the request before the
 //!   first attempt, as tower's `Retry` does. Unlike tower's, it does not clone the
-//!   inner service: the response future holds one reference count, and each retry
+//!   inner service: the response future holds one reference count (none once the
+//!   layer is leaked, see [`RetryLayer::leak`]), and each retry
 //!   clones the inner service the layer wrapped (under a lock taken only then) and
 //!   polls the clone ready. So retries go to a clone of the wrapped service, not of the
 //!   instance the first attempt used: the same thing for services whose clones share

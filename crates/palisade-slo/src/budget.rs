@@ -177,7 +177,7 @@ impl Shared {
     }
 
     /// Records one event. The hot path: one clock read, one load and compare, one
-    /// atomic increment.
+    /// increment of the calling thread's stripe.
     #[inline]
     pub(crate) fn record(&self, bad: bool) {
         self.record_at(bad, Instant::now());
