@@ -523,7 +523,9 @@ fn run_requests(
     rt.block_on(async {
         let mut ok = 0;
         for _ in 0..requests {
-            let req = http::Request::get("/").body(Body::empty())?;
+            let req = http::Request::get("/")
+                .header(http::header::HOST, "127.0.0.1:8080")
+                .body(Body::empty())?;
             let res = app.clone().oneshot(req).await?;
             ok += u64::from(res.status() == StatusCode::OK);
             axum::body::to_bytes(res.into_body(), 1024).await?;

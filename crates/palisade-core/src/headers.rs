@@ -60,6 +60,59 @@ impl crate::Categorized for HeaderError {
     }
 }
 
+/// Maps with at most this many names are scanned by [`find_pair`] rather than hashed.
+#[cfg(feature = "http")]
+const SCAN_MAX: usize = 8;
+
+/// The first value of each of two headers, as two [`HeaderMap::get`](http::HeaderMap::get)
+/// calls would find them (a `None` name finds nothing).
+///
+/// A small map (at most 8 names, as requests between services and from load tools
+/// usually have) is first scanned once for the names, and a header is looked up by
+/// hash only when it is there: a standard name against a custom one differs at the
+/// first comparison, while `get` hashes the name it looks for, byte by byte for a
+/// custom name such as `grpc-timeout`, which costs more than the scan. Larger maps are
+/// looked up by hash straight away.
+///
+/// ```
+/// use http::{HeaderMap, HeaderName, HeaderValue};
+/// use palisade_core::headers::find_pair;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert(http::header::HOST, HeaderValue::from_static("example.com"));
+/// headers.insert("grpc-timeout", HeaderValue::from_static("2S"));
+/// let grpc = HeaderName::from_static("grpc-timeout");
+/// let ms = HeaderName::from_static("x-request-timeout-ms");
+/// let (a, b) = find_pair(&headers, Some(&grpc), Some(&ms));
+/// assert_eq!(a.map(|v| v.as_bytes()), Some(&b"2S"[..]));
+/// assert_eq!(b, None);
+/// ```
+#[cfg(feature = "http")]
+#[inline]
+pub fn find_pair<'h>(
+    headers: &'h http::HeaderMap,
+    first: Option<&http::HeaderName>,
+    second: Option<&http::HeaderName>,
+) -> (Option<&'h http::HeaderValue>, Option<&'h http::HeaderValue>) {
+    if headers.is_empty() || (first.is_none() && second.is_none()) {
+        return (None, None);
+    }
+    let (mut has_first, mut has_second) = (true, true);
+    if headers.keys_len() <= SCAN_MAX {
+        // Names only: a header found is then looked up by hash (rare, and cheap next
+        // to a lookup of every name on every call).
+        (has_first, has_second) = (false, false);
+        for name in headers.keys() {
+            has_first |= first == Some(name);
+            has_second |= second == Some(name);
+        }
+    }
+    (
+        first.filter(|_| has_first).and_then(|n| headers.get(n)),
+        second.filter(|_| has_second).and_then(|n| headers.get(n)),
+    )
+}
+
 /// The gRPC `grpc-timeout` header: `TimeoutValue TimeoutUnit`, at most 8 ASCII digits
 /// then one of `H` (hours), `M` (minutes), `S` (seconds), `m` (milliseconds),
 /// `u` (microseconds), `n` (nanoseconds), as the gRPC over HTTP/2 spec defines it.
@@ -332,6 +385,32 @@ mod tests {
         fn millis_round_trips(ms in 0u64..=u64::MAX / 2) {
             let d = Duration::from_millis(ms);
             prop_assert_eq!(millis::parse("x", millis::encode_str(d).as_bytes()).unwrap(), d);
+        }
+
+        /// `find_pair` finds what `get` finds, for maps below and above the size at
+        /// which it stops scanning, with repeated names, standard and custom.
+        #[cfg(feature = "http")]
+        #[test]
+        fn find_pair_agrees_with_get(
+            entries in proptest::collection::vec((0usize..6, 0u8..10), 0..20),
+            first in proptest::option::of(0usize..6),
+            second in proptest::option::of(0usize..6),
+        ) {
+            let names = [
+                http::header::HOST,
+                http::header::ACCEPT,
+                http::HeaderName::from_static("grpc-timeout"),
+                http::HeaderName::from_static("x-request-timeout-ms"),
+                http::HeaderName::from_static("x-client-id"),
+                http::header::CONTENT_TYPE,
+            ];
+            let mut headers = http::HeaderMap::new();
+            for (n, v) in &entries {
+                headers.append(names[*n].clone(), http::HeaderValue::from(u16::from(*v)));
+            }
+            let (a, b) = find_pair(&headers, first.map(|i| &names[i]), second.map(|i| &names[i]));
+            prop_assert_eq!(a, first.and_then(|i| headers.get(&names[i])));
+            prop_assert_eq!(b, second.and_then(|i| headers.get(&names[i])));
         }
     }
 }

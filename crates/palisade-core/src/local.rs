@@ -60,6 +60,52 @@ struct Inner<T> {
     free: Vec<u32>,
 }
 
+/// How a response future reaches its layer's state: through a [`Slot`] (counted state,
+/// which may be retired while the future is in flight), or directly (leaked state,
+/// which never is; see [`Share::leak`](crate::share::Share::leak)).
+///
+/// Reaching leaked state directly skips the thread's cache: no thread-local borrow and
+/// no slot comparisons on the way to the state.
+pub enum Reach<T: 'static> {
+    /// Counted state, found through the registry.
+    Slot(Slot),
+    /// Leaked state.
+    Leaked(&'static T),
+}
+
+impl<T: 'static> Clone for Reach<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: 'static> Copy for Reach<T> {}
+
+impl<T: 'static> std::fmt::Debug for Reach<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reach::Slot(slot) => f.debug_tuple("Slot").field(slot).finish(),
+            Reach::Leaked(_) => f.write_str("Leaked"),
+        }
+    }
+}
+
+impl<T: 'static> Reach<T> {
+    /// How to reach the state of `share`, whose registry slot is `slot`: directly when
+    /// it is leaked.
+    #[inline]
+    pub fn of<O>(
+        share: &crate::share::Share<O>,
+        state: impl FnOnce(&'static O) -> &'static T,
+        slot: Slot,
+    ) -> Self {
+        match share.as_static() {
+            Some(owner) => Reach::Leaked(state(owner)),
+            None => Reach::Slot(slot),
+        }
+    }
+}
+
 /// The slots of one kind of state. Declare one as a `static` per type.
 #[derive(Debug)]
 pub struct Registry<T> {
@@ -197,6 +243,27 @@ impl<T> Registry<T> {
             Ok(Some(None)) => {}
             Ok(Some(Some(state))) => outside(&state),
             _ => self.with_slow(cache, slot, inside, outside),
+        }
+    }
+
+    /// [`with`](Self::with) for state reached either way: leaked state is handed to
+    /// `inside` directly (and then to `outside` if `inside` returns `false`; no borrow
+    /// is held either time).
+    #[inline(always)]
+    pub fn reach(
+        &'static self,
+        cache: &'static LocalKey<RefCell<Cache<T>>>,
+        reach: Reach<T>,
+        inside: impl FnOnce(&T) -> bool,
+        outside: impl FnOnce(&T),
+    ) {
+        match reach {
+            Reach::Leaked(state) => {
+                if !inside(state) {
+                    outside(state);
+                }
+            }
+            Reach::Slot(slot) => self.with(cache, slot, inside, outside),
         }
     }
 
@@ -445,6 +512,50 @@ mod tests {
         );
         assert_eq!(seen, 9);
         REG.retire(again);
+    }
+
+    #[test]
+    fn reach_finds_leaked_state_directly_and_counted_state_by_slot() {
+        use crate::share::Share;
+        // Counted: found through the slot, until the slot is retired.
+        let counted = Share::new(Arc::new(5u64));
+        let slot = REG.register(Arc::downgrade(&counted));
+        let reach = Reach::of(&counted, |a| &**a, slot);
+        assert!(matches!(reach, Reach::Slot(s) if s == slot));
+        let seen = RefCell::new(Vec::new());
+        REG.reach(
+            &CACHE,
+            reach,
+            |v| {
+                seen.borrow_mut().push(*v);
+                true
+            },
+            |_| {},
+        );
+        assert_eq!(*seen.borrow(), [5]);
+
+        // Leaked: reached without the registry, even once its slot is retired.
+        let leaked = counted.leak();
+        let reach = Reach::of(&leaked, |a| &**a, slot);
+        assert!(matches!(reach, Reach::Leaked(v) if *v == 5));
+        REG.retire(slot);
+        REG.reach(
+            &CACHE,
+            Reach::Slot(slot),
+            |_| panic!("retired"),
+            |_| panic!("retired"),
+        );
+        // `inside` declining hands the state to `outside`, as `with` does.
+        REG.reach(
+            &CACHE,
+            reach,
+            |v| {
+                seen.borrow_mut().push(*v);
+                false
+            },
+            |v| seen.borrow_mut().push(*v + 1),
+        );
+        assert_eq!(*seen.borrow(), [5, 5, 6]);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use palisade_core::clock::Stamp;
-use palisade_core::headers::{grpc_timeout, millis};
+use palisade_core::headers::{find_pair, grpc_timeout, millis};
 use palisade_core::share::Share;
 use palisade_core::{Deadline, GetDeadline, HeaderError};
 use tokio::time::Instant;
@@ -193,9 +193,12 @@ fn read_inbound(
     now: Instant,
     earliest: &mut Earliest,
 ) -> Result<(), HeaderError> {
-    if shared.grpc_timeout
-        && let Some(value) = headers.get(&GRPC_TIMEOUT)
-    {
+    let (grpc, ms) = find_pair(
+        headers,
+        shared.grpc_timeout.then_some(&GRPC_TIMEOUT),
+        shared.header.as_ref(),
+    );
+    if let Some(value) = grpc {
         match grpc_timeout::parse(value.as_bytes()) {
             Ok(d) => earliest.offer(
                 Deadline::after_from(now, d.min(shared.max_inbound)),
@@ -209,7 +212,7 @@ fn read_inbound(
         }
     }
     if let Some(name) = &shared.header
-        && let Some(value) = headers.get(name)
+        && let Some(value) = ms
     {
         match millis::parse(name.as_str(), value.as_bytes()) {
             Ok(d) => earliest.offer(

@@ -21,7 +21,7 @@ use crate::layer::ErrorBudgetLayer;
 use crate::metrics::BudgetMetrics;
 use crate::window::{Cumulative, Ring};
 use palisade_core::local::Striped;
-use palisade_core::local::{Cache, Registry, Slot};
+use palisade_core::local::{Cache, Reach, Registry, Slot};
 
 type Listener = Arc<dyn Fn(&BudgetEvent) + Send + Sync>;
 
@@ -31,12 +31,13 @@ thread_local! {
     static CACHE: RefCell<Cache<Shared>> = const { RefCell::new(Cache::new()) };
 }
 
-/// Records into the budget in `slot` (a response future's way in; see `palisade_core::local`).
+/// Records into the budget `reach` leads to (a response future's way in; see
+/// `palisade_core::local`).
 #[inline]
-pub(crate) fn record_in(slot: Slot, bad: bool, arrived: Instant) {
-    BUDGETS.with(
+pub(crate) fn record_in(reach: Reach<Shared>, bad: bool, arrived: Instant) {
+    BUDGETS.reach(
         &CACHE,
-        slot,
+        reach,
         |s| {
             s.record_arrived(bad, arrived);
             true
@@ -447,6 +448,12 @@ impl std::fmt::Debug for ErrorBudget {
 impl ErrorBudget {
     pub(crate) fn shared(&self) -> &Shared {
         &self.owner.shared
+    }
+
+    /// How a response future reaches this budget: directly once leaked.
+    #[inline]
+    pub(crate) fn reach(&self) -> Reach<Shared> {
+        Reach::of(&self.owner, |o| &*o.shared, self.owner.shared.slot)
     }
 
     /// A handle on the same budget that keeps it until the process exits: cloning it,

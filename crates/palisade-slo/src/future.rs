@@ -7,7 +7,9 @@ use std::task::{Context, Poll, ready};
 use palisade_core::classify::Classify;
 use pin_project_lite::pin_project;
 
-use palisade_core::local::Slot;
+use palisade_core::local::Reach;
+
+use crate::budget::Shared;
 use tokio::time::Instant;
 
 pin_project! {
@@ -17,16 +19,16 @@ pin_project! {
     pub struct ResponseFuture<F, C> {
         #[pin]
         inner: F,
-        record: Option<(Slot, C)>,
+        record: Option<(Reach<Shared>, C)>,
         arrived: Instant,
     }
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn new(inner: F, slot: Slot, classifier: C, arrived: Instant) -> Self {
+    pub(crate) fn new(inner: F, reach: Reach<Shared>, classifier: C, arrived: Instant) -> Self {
         Self {
             inner,
-            record: Some((slot, classifier)),
+            record: Some((reach, classifier)),
             arrived,
         }
     }
@@ -49,12 +51,12 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        if let Some((slot, classifier)) = this.record.take() {
+        if let Some((reach, classifier)) = this.record.take() {
             let category = classifier.classify(result.as_ref()).category;
             if category.is_success() {
-                crate::budget::record_in(slot, false, *this.arrived);
+                crate::budget::record_in(reach, false, *this.arrived);
             } else if category.counts_against_backend() {
-                crate::budget::record_in(slot, true, *this.arrived);
+                crate::budget::record_in(reach, true, *this.arrived);
             }
         }
         Poll::Ready(result)

@@ -98,7 +98,7 @@ where
         drop(stamp);
         ResponseFuture::new(
             future,
-            self.budget.shared().slot,
+            self.budget.reach(),
             self.classifier.clone(),
             arrived,
         )
