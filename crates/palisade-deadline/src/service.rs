@@ -186,7 +186,10 @@ where
 
 /// Offers the inbound `grpc-timeout` and milliseconds header, each cut to
 /// `max_inbound`. An unreadable one is an error only if the layer rejects them.
-#[inline(never)]
+///
+/// Finding neither (most requests) is a scan of a few names, inlined; reading what
+/// was found is out of line.
+#[inline(always)]
 fn read_inbound(
     shared: &Shared,
     headers: &HeaderMap,
@@ -198,6 +201,20 @@ fn read_inbound(
         shared.grpc_timeout.then_some(&GRPC_TIMEOUT),
         shared.header.as_ref(),
     );
+    if grpc.is_none() && ms.is_none() {
+        return Ok(());
+    }
+    offer_inbound(shared, grpc, ms, now, earliest)
+}
+
+#[inline(never)]
+fn offer_inbound(
+    shared: &Shared,
+    grpc: Option<&HeaderValue>,
+    ms: Option<&HeaderValue>,
+    now: Instant,
+    earliest: &mut Earliest,
+) -> Result<(), HeaderError> {
     if let Some(value) = grpc {
         match grpc_timeout::parse(value.as_bytes()) {
             Ok(d) => earliest.offer(
