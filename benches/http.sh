@@ -61,6 +61,13 @@ for mode in ["bare", "palisade", "tower"]:
     bad = sum(v[3] for v in r.values())
     print(f"| {mode} | {rps:,.0f} | {ratio:.3f} | {p50:.2f} ms | {p99:.2f} ms | {bad} |")
 print()
+for mode in ["palisade", "tower"]:
+    r = [rows[mode][k][0] / bare[k][0] for k in rows[mode] if k in bare]
+    if len(r) > 1:
+        se = statistics.stdev(r) / len(r) ** 0.5
+        print(f"{mode}: per-round ratios {min(r):.3f}–{max(r):.3f}, mean {statistics.mean(r):.3f} "
+              f"with a standard error of {se:.3f}.")
+print()
 print(f"{len(bare)} rounds, modes interleaved; every round: "
       + ", ".join(f"{m} " + "/".join(f"{rows[m][k][0]:,.0f}" for k in sorted(rows[m])) for m in rows))
 PY
