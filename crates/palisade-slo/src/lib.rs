@@ -139,7 +139,7 @@
 //!
 //! Recording an outcome costs one clock read, one load and compare (is the current
 //! bucket still current?), one counter increment in the calling thread's stripe; the
-//! layer's response future carries a registry slot, not a reference count; no lock, no allocation, no metric write. Once per fine bucket the
+//! layer's response future carries a registry slot (or, once the layer is leaked, the budget's `&'static` reference), not a reference count; no lock, no allocation, no metric write. Once per fine bucket the
 //! call that starts it also snapshots two counters and judges the alerts (a `try_lock`).
 //! The layer saves the clock read: its response future dates the outcome when the
 //! call entered the stack (the [`Stamp`](palisade_core::clock::Stamp) reading it
