@@ -13,7 +13,6 @@ use tower_service::Service;
 
 use crate::future::{ProbeGuard, Record, ResponseFuture};
 use crate::layer::{Ready, Stripes};
-use crate::local::Reach;
 use crate::state::{Core, State};
 
 /// A service guarded by a circuit breaker. Made by [`BreakerLayer`](crate::BreakerLayer).
@@ -149,14 +148,9 @@ impl<S, C> Breaker<S, C> {
         match decided {
             Decided::Probe => {
                 let probe = self.probe.take();
-                admit(
-                    core,
-                    reach(&self.stripes),
-                    self.generation,
-                    probe,
-                    &self.classifier,
-                    || self.inner.call(req),
-                )
+                admit(core, self.generation, probe, &self.classifier, || {
+                    self.inner.call(req)
+                })
             }
             Decided::Reject => rejection(core, self.rejection.0, self.rejection.1),
             Decided::Admit | Decided::Nothing => {
@@ -231,14 +225,9 @@ where
         if self.decided == Decided::Admit {
             self.decided = Decided::Nothing;
             let core = &self.stripes.core;
-            return admit(
-                core,
-                reach(&self.stripes),
-                self.generation,
-                None,
-                &self.classifier,
-                || self.inner.call(req),
-            );
+            return admit(core, self.generation, None, &self.classifier, || {
+                self.inner.call(req)
+            });
         }
         self.call_slow(req)
     }
@@ -255,22 +244,8 @@ pub(crate) fn start<F, C: Clone>(
     let core = &stripes.core;
     match ready {
         Ready::Reject(reason, retry_after) => reject(core, reason, retry_after),
-        Ready::Admit(generation) => admit(
-            core,
-            Reach::Slot(core.slot),
-            generation,
-            None,
-            classifier,
-            call,
-        ),
-        Ready::Probe(guard) => admit(
-            core,
-            Reach::Slot(core.slot),
-            guard.generation(),
-            Some(guard),
-            classifier,
-            call,
-        ),
+        Ready::Admit(generation) => admit(core, generation, None, classifier, call),
+        Ready::Probe(guard) => admit(core, guard.generation(), Some(guard), classifier, call),
     }
 }
 
@@ -294,17 +269,10 @@ fn rejection<F, C>(
     })
 }
 
-/// How response futures reach the breaker: directly once leaked.
-#[inline]
-fn reach(stripes: &Share<Stripes>) -> Reach<Core> {
-    Reach::of(stripes, |s| &*s.core, stripes.core.slot)
-}
-
 /// The inner call, with what the future needs to record its outcome.
 #[inline]
 fn admit<F, C: Clone>(
     core: &Core,
-    reach: Reach<Core>,
     generation: u64,
     probe: Option<ProbeGuard>,
     classifier: &C,
@@ -319,7 +287,7 @@ fn admit<F, C: Clone>(
         future,
         Record {
             classifier: classifier.clone(),
-            reach,
+            slot: core.slot,
             generation,
             start,
             probe,

@@ -5,7 +5,6 @@ use std::task::{Context, Poll};
 use palisade_core::BoxError;
 use palisade_core::classify::Classify;
 use palisade_core::layer_error::Throttled;
-use palisade_core::local::Reach;
 use palisade_core::share::Share;
 use tower_service::Service;
 
@@ -109,11 +108,7 @@ where
         match self.decided.take() {
             Some(Decision::Admit) => {
                 shared.count_request();
-                ResponseFuture::running(
-                    self.inner.call(req),
-                    Reach::of(&self.owner, |o| &*o.shared, shared.slot),
-                    self.classifier.clone(),
-                )
+                ResponseFuture::running(self.inner.call(req), shared.slot, self.classifier.clone())
             }
             Some(Decision::Reject(p)) => {
                 shared.count_request();
