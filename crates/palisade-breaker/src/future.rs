@@ -51,7 +51,7 @@ impl Drop for ProbeGuard {
 /// What the future needs to record its outcome.
 pub(crate) struct Record<C> {
     pub(crate) classifier: C,
-    pub(crate) slot: crate::local::Slot,
+    pub(crate) reach: crate::local::Reach<crate::state::Core>,
     pub(crate) generation: u64,
     pub(crate) start: Option<Instant>,
     pub(crate) probe: Option<ProbeGuard>,
@@ -71,7 +71,7 @@ impl<C> Record<C> {
     {
         let category = self.classifier.classify(result.as_ref()).category;
         if category.is_success() && self.start.is_none() && self.probe.is_none() {
-            crate::local::record_success(self.slot, self.generation);
+            crate::local::record_success(self.reach, self.generation);
         } else {
             self.finish_slow(category);
         }
@@ -95,7 +95,7 @@ impl<C> Record<C> {
         }
         let generation = self.generation;
         crate::local::with_core(
-            self.slot,
+            self.reach,
             |core| core.record_fast(crate::local::thread_index(), outcome, elapsed),
             |core| core.record(generation, outcome, elapsed),
         );

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 
 use palisade_core::local::{Cache, Registry};
-pub(crate) use palisade_core::local::{Slot, bump, thread_index};
+pub(crate) use palisade_core::local::{Reach, Slot, bump, thread_index};
 
 use crate::state::Core;
 
@@ -24,22 +24,27 @@ pub(crate) fn retire(slot: Slot) {
     BREAKERS.retire(slot);
 }
 
-/// Runs `fast` on the breaker in `slot` inside this thread's cache; when it declines
-/// (returns `false`), `slow` runs with no borrow held, free to run callbacks.
+/// Runs `fast` on the breaker `reach` leads to (inside this thread's cache when it is
+/// reached by slot); when it declines (returns `false`), `slow` runs with no borrow
+/// held, free to run callbacks.
 #[inline]
-pub(crate) fn with_core(slot: Slot, fast: impl FnOnce(&Core) -> bool, slow: impl FnOnce(&Core)) {
-    BREAKERS.with(&CACHE, slot, fast, slow);
+pub(crate) fn with_core(
+    reach: Reach<Core>,
+    fast: impl FnOnce(&Core) -> bool,
+    slow: impl FnOnce(&Core),
+) {
+    BREAKERS.reach(&CACHE, reach, fast, slow);
 }
 
-/// Records the untimed success of a call admitted in `generation` by the breaker in
-/// `slot`: the common case of every response future, in one small function that is
-/// not generic, so a future's `poll` passes two words and the thread-local look-up is
-/// compiled inline here.
+/// Records the untimed success of a call admitted in `generation` by the breaker
+/// `reach` leads to: the common case of every response future, in one small function
+/// that is not generic, so a future's `poll` passes its arguments in registers and the
+/// thread-local look-up (for counted breakers) is compiled inline here.
 #[inline(never)]
-pub(crate) fn record_success(slot: Slot, generation: u64) {
+pub(crate) fn record_success(reach: Reach<Core>, generation: u64) {
     use crate::state::Outcome::Success;
     with_core(
-        slot,
+        reach,
         |core| core.record_fast(thread_index(), Success, None),
         |core| core.record(generation, Success, None),
     );

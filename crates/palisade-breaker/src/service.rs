@@ -13,6 +13,7 @@ use tower_service::Service;
 
 use crate::future::{ProbeGuard, Record, ResponseFuture};
 use crate::layer::{Ready, Stripes};
+use crate::local::Reach;
 use crate::state::{Core, State};
 
 /// A service guarded by a circuit breaker. Made by [`BreakerLayer`](crate::BreakerLayer).
@@ -25,6 +26,8 @@ pub struct Breaker<S, C = ErrorClassifier> {
     inner: S,
     classifier: C,
     stripes: Share<Stripes>,
+    /// How response futures reach the breaker (worked out once: directly once leaked).
+    reach: Reach<Core>,
     // The decision of `poll_ready`, in plain fields rather than one enum: writing
     // these in place is cheaper than building and copying an enum on every call.
     decided: Decided,
@@ -51,6 +54,7 @@ impl<S, C> Breaker<S, C> {
         Self {
             inner,
             classifier,
+            reach: reach(&stripes),
             stripes,
             decided: Decided::Nothing,
             generation: 0,
@@ -148,9 +152,14 @@ impl<S, C> Breaker<S, C> {
         match decided {
             Decided::Probe => {
                 let probe = self.probe.take();
-                admit(core, self.generation, probe, &self.classifier, || {
-                    self.inner.call(req)
-                })
+                admit(
+                    core,
+                    self.reach,
+                    self.generation,
+                    probe,
+                    &self.classifier,
+                    || self.inner.call(req),
+                )
             }
             Decided::Reject => rejection(core, self.rejection.0, self.rejection.1),
             Decided::Admit | Decided::Nothing => {
@@ -168,6 +177,7 @@ impl<S: Clone, C: Clone> Clone for Breaker<S, C> {
             inner: self.inner.clone(),
             classifier: self.classifier.clone(),
             stripes: self.stripes.clone(),
+            reach: self.reach,
             decided: Decided::Nothing,
             generation: 0,
             probe: None,
@@ -225,9 +235,14 @@ where
         if self.decided == Decided::Admit {
             self.decided = Decided::Nothing;
             let core = &self.stripes.core;
-            return admit(core, self.generation, None, &self.classifier, || {
-                self.inner.call(req)
-            });
+            return admit(
+                core,
+                self.reach,
+                self.generation,
+                None,
+                &self.classifier,
+                || self.inner.call(req),
+            );
         }
         self.call_slow(req)
     }
@@ -244,8 +259,22 @@ pub(crate) fn start<F, C: Clone>(
     let core = &stripes.core;
     match ready {
         Ready::Reject(reason, retry_after) => reject(core, reason, retry_after),
-        Ready::Admit(generation) => admit(core, generation, None, classifier, call),
-        Ready::Probe(guard) => admit(core, guard.generation(), Some(guard), classifier, call),
+        Ready::Admit(generation) => admit(
+            core,
+            Reach::Slot(core.slot),
+            generation,
+            None,
+            classifier,
+            call,
+        ),
+        Ready::Probe(guard) => admit(
+            core,
+            Reach::Slot(core.slot),
+            guard.generation(),
+            Some(guard),
+            classifier,
+            call,
+        ),
     }
 }
 
@@ -269,10 +298,17 @@ fn rejection<F, C>(
     })
 }
 
+/// How response futures reach the breaker: directly once leaked.
+#[inline]
+fn reach(stripes: &Share<Stripes>) -> Reach<Core> {
+    Reach::of(stripes, |s| &*s.core, stripes.core.slot)
+}
+
 /// The inner call, with what the future needs to record its outcome.
 #[inline]
 fn admit<F, C: Clone>(
     core: &Core,
+    reach: Reach<Core>,
     generation: u64,
     probe: Option<ProbeGuard>,
     classifier: &C,
@@ -287,7 +323,7 @@ fn admit<F, C: Clone>(
         future,
         Record {
             classifier: classifier.clone(),
-            slot: core.slot,
+            reach,
             generation,
             start,
             probe,

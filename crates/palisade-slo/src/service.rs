@@ -4,9 +4,10 @@ use std::task::{Context, Poll};
 
 use palisade_core::classify::Classify;
 use palisade_core::clock::Stamp;
+use palisade_core::local::Reach;
 use tower_service::Service;
 
-use crate::budget::ErrorBudget;
+use crate::budget::{ErrorBudget, Shared};
 use crate::future::ResponseFuture;
 
 /// Records the outcome of every call of `S` into an error budget. Built by
@@ -19,6 +20,8 @@ use crate::future::ResponseFuture;
 pub struct Budgeted<S, C> {
     inner: S,
     budget: ErrorBudget,
+    /// How response futures reach the budget (worked out once: directly once leaked).
+    reach: Reach<Shared>,
     classifier: C,
 }
 
@@ -26,6 +29,7 @@ impl<S, C> Budgeted<S, C> {
     pub(crate) fn new(inner: S, budget: ErrorBudget, classifier: C) -> Self {
         Self {
             inner,
+            reach: budget.reach(),
             budget,
             classifier,
         }
@@ -57,6 +61,7 @@ impl<S: Clone, C: Clone> Clone for Budgeted<S, C> {
         Self {
             inner: self.inner.clone(),
             budget: self.budget.clone(),
+            reach: self.reach,
             classifier: self.classifier.clone(),
         }
     }
@@ -96,11 +101,6 @@ where
         let arrived = stamp.now();
         let future = self.inner.call(req);
         drop(stamp);
-        ResponseFuture::new(
-            future,
-            self.budget.reach(),
-            self.classifier.clone(),
-            arrived,
-        )
+        ResponseFuture::new(future, self.reach, self.classifier.clone(), arrived)
     }
 }

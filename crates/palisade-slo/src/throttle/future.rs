@@ -9,7 +9,9 @@ use palisade_core::classify::Classify;
 use palisade_core::layer_error::Throttled;
 use pin_project_lite::pin_project;
 
-use palisade_core::local::Slot;
+use palisade_core::local::Reach;
+
+use super::Shared;
 
 pin_project! {
     /// The response future of [`AdaptiveThrottle`](super::AdaptiveThrottle): either the
@@ -27,7 +29,7 @@ pin_project! {
         Running {
             #[pin]
             future: F,
-            record: Option<(Slot, C)>,
+            record: Option<(Reach<Shared>, C)>,
         },
         Rejected {
             error: Option<Throttled>,
@@ -36,11 +38,11 @@ pin_project! {
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn running(future: F, slot: Slot, classifier: C) -> Self {
+    pub(crate) fn running(future: F, reach: Reach<Shared>, classifier: C) -> Self {
         Self {
             kind: Kind::Running {
                 future,
-                record: Some((slot, classifier)),
+                record: Some((reach, classifier)),
             },
         }
     }
@@ -71,9 +73,9 @@ where
         match self.project().kind.project() {
             KindProj::Running { future, record } => {
                 let result = ready!(future.poll(cx));
-                if let Some((slot, classifier)) = record.take() {
+                if let Some((reach, classifier)) = record.take() {
                     let category = classifier.classify(result.as_ref()).category;
-                    super::complete_in(slot, category);
+                    super::complete_in(reach, category);
                 }
                 Poll::Ready(result.map_err(Into::into))
             }

@@ -48,7 +48,7 @@ use tokio::time::Instant;
 use crate::config::{ThrottleConfig, category_bit};
 use crate::metrics::ThrottleMetrics;
 use crate::window::{Ring, Totals};
-use palisade_core::local::{Cache, Registry, Slot};
+use palisade_core::local::{Cache, Reach, Registry, Slot};
 
 /// A decision taken in `poll_ready`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -63,13 +63,13 @@ thread_local! {
     static CACHE: RefCell<Cache<Shared>> = const { RefCell::new(Cache::new()) };
 }
 
-/// Counts the outcome of a call admitted by the throttle in `slot` (a response
+/// Counts the outcome of a call admitted by the throttle `reach` leads to (a response
 /// future's way in; see `palisade_core::local`).
 #[inline]
-pub(crate) fn complete_in(slot: Slot, category: Category) {
-    THROTTLES.with(
+pub(crate) fn complete_in(reach: Reach<Shared>, category: Category) {
+    THROTTLES.reach(
         &CACHE,
-        slot,
+        reach,
         |s| {
             s.complete(category);
             true

@@ -5,11 +5,12 @@ use std::task::{Context, Poll};
 use palisade_core::BoxError;
 use palisade_core::classify::Classify;
 use palisade_core::layer_error::Throttled;
+use palisade_core::local::Reach;
 use palisade_core::share::Share;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::{Decision, Owner, ThrottleHandle};
+use super::{Decision, Owner, Shared, ThrottleHandle};
 
 /// Throttles calls of `S` locally while the backend refuses them. Built by
 /// [`AdaptiveThrottleLayer`](super::AdaptiveThrottleLayer); see the
@@ -17,6 +18,8 @@ use super::{Decision, Owner, ThrottleHandle};
 pub struct AdaptiveThrottle<S, C> {
     inner: S,
     owner: Share<Owner>,
+    /// How response futures reach the throttle (worked out once: directly once leaked).
+    reach: Reach<Shared>,
     classifier: C,
     decided: Option<Decision>,
 }
@@ -25,6 +28,7 @@ impl<S, C> AdaptiveThrottle<S, C> {
     pub(crate) fn new(inner: S, owner: Share<Owner>, classifier: C) -> Self {
         Self {
             inner,
+            reach: Reach::of(&owner, |o| &*o.shared, owner.shared.slot),
             owner,
             classifier,
             decided: None,
@@ -59,6 +63,7 @@ impl<S: Clone, C: Clone> Clone for AdaptiveThrottle<S, C> {
         Self {
             inner: self.inner.clone(),
             owner: self.owner.clone(),
+            reach: self.reach,
             classifier: self.classifier.clone(),
             decided: None,
         }
@@ -108,7 +113,7 @@ where
         match self.decided.take() {
             Some(Decision::Admit) => {
                 shared.count_request();
-                ResponseFuture::running(self.inner.call(req), shared.slot, self.classifier.clone())
+                ResponseFuture::running(self.inner.call(req), self.reach, self.classifier.clone())
             }
             Some(Decision::Reject(p)) => {
                 shared.count_request();
