@@ -87,7 +87,8 @@
 //! load and store when the thread has a stripe of its own, an atomic increment
 //! otherwise). The response future holds no reference count: it carries the breaker's
 //! slot number and finds the breaker through a per-thread cache (see
-//! [`palisade_core::local`]). No lock, no allocation, no clock read unless slow-call
+//! [`palisade_core::local`]), or, when the layer is leaked, the breaker's `&'static`
+//! reference, with no look-up at all. No lock, no allocation, no clock read unless slow-call
 //! detection or the duration histogram is on, and no metric is written per call:
 //! counters are published when metrics are collected. Time windows read the clock once
 //! per call. Failures do more work (they judge the window); transitions take a lock.
