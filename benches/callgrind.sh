@@ -19,7 +19,8 @@
 # callgrind (every thread, user space: hyper, axum, the stack; the kernel is not
 # counted), and wrk drives it on 127.0.0.1 for D1 and then D2 seconds (8
 # connections); the difference in instructions over the difference in requests wrk
-# counted is the figure. It moves by about 1 % (±100 instructions) from run to run, with wrk's batching.
+# counted is the figure. It moves by about 1 % (±100 instructions) from run to run,
+# with wrk's batching.
 #
 # Usage: benches/callgrind.sh        (N1=2000 N2=12000, D1=2 D2=8)
 #        OUT=file benches/callgrind.sh
