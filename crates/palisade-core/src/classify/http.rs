@@ -211,10 +211,12 @@ impl HttpClassifier {
 ///
 /// Only responses whose `content-type` is `application/grpc*` are gRPC (the spec
 /// requires it, trailers-only responses included); checking that standard header first
-/// keeps plain HTTP responses to one header lookup.
+/// keeps plain HTTP responses to one header lookup, and that lookup to a scan of the
+/// names when a response has only a few headers, as most do
+/// ([`find_pair`](crate::headers::find_pair)).
 fn grpc_code_of(status: StatusCode, headers: &http::HeaderMap) -> Option<GrpcCode> {
-    let is_grpc = headers
-        .get(CONTENT_TYPE)
+    let is_grpc = crate::headers::find_pair(headers, Some(&CONTENT_TYPE), None)
+        .0
         .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
     if !is_grpc {
         return None;
