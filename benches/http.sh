@@ -10,16 +10,18 @@
 #                                   --json answers the demo's JSON quote)
 #        THREADS=2 benches/http.sh  (the server's runtime threads; default 1)
 #
-# The server gets one runtime thread and wrk one thread: on a 2-core machine each has
-# a core (both shared with whatever else runs). With THREADS=2 the server's threads
-# share the two cores with wrk, as a default tokio runtime would.
+# The server gets one runtime thread and wrk one thread, each pinned to a core of its
+# own (lib.sh; `PIN=0` leaves placement to the scheduler). With THREADS=2 nothing is
+# pinned: the server's threads share the two cores with wrk, as a default tokio
+# runtime would.
 set -euo pipefail
+THREADS="${THREADS:-1}"
+[ "$THREADS" -gt 1 ] && PIN=0
 source "$(dirname "$0")/lib.sh"
 
 ROUNDS="${ROUNDS:-5}"
 DURATION="${DURATION:-5}"
 CONNS="${CONNS:-32}"
-THREADS="${THREADS:-1}"
 MODES=(bare palisade tower)
 
 ensure_wrk

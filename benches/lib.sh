@@ -6,11 +6,22 @@
 #   `listening on` line, sets SERVER_PID and SERVER_URL. Every server started is
 #   killed on exit, whatever the exit.
 # - run_wrk ARGS…: wrk with benches/wrk_status.lua; prints its `WRK …` line.
+#
+# With two or more cores and `taskset` (util-linux), the server runs on CPU 0 and wrk
+# on CPU 1 (`PIN=0` turns this off): otherwise the scheduler now and then puts both
+# on one core, and a round's throughput moves with where they landed, not with the
+# server's code.
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_DIR/target}"
 SERVER_PIDS=()
+SERVER_PIN=()
+LOAD_PIN=()
+if [ "${PIN:-1}" != 0 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    SERVER_PIN=(taskset -c 0)
+    LOAD_PIN=(taskset -c 1)
+fi
 # Under the target dir, not /tmp: a test that tidies /tmp must not pull it away mid-run.
 mkdir -p "$TARGET_DIR"
 SERVER_LOG_DIR="$(mktemp -d "$TARGET_DIR/bench-servers.XXXXXX")"
@@ -45,7 +56,7 @@ build_server() {
 
 start_server() {
     local log="$SERVER_LOG_DIR/server.$RANDOM.log"
-    "$BENCH_SERVER" "$@" --port 0 >"$log" 2>&1 &
+    "${SERVER_PIN[@]}" "$BENCH_SERVER" "$@" --port 0 >"$log" 2>&1 &
     SERVER_PID=$!
     SERVER_PIDS+=("$SERVER_PID")
     local i
@@ -71,7 +82,7 @@ stop_server() {
 }
 
 run_wrk() {
-    wrk -s "$BENCH_DIR/wrk_status.lua" "$@" | grep '^WRK '
+    "${LOAD_PIN[@]}" wrk -s "$BENCH_DIR/wrk_status.lua" "$@" | grep '^WRK '
 }
 
 # The value of KEY in a `key=value …` line.
