@@ -203,3 +203,5 @@ pub use error::{BulkheadFull, BulkheadReason};
 pub use handle::{BulkheadHandle, BulkheadStats, Rejections};
 pub use layer::{BulkheadBuilder, BulkheadLayer};
 pub use service::Bulkhead;
+#[doc(hidden)]
+pub use service::FastPermit;

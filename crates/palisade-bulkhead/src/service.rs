@@ -180,3 +180,58 @@ impl<S, C, D> Bulkhead<S, C, D> {
         )
     }
 }
+
+/// A permit taken by a fused stack's fast path: the permit, and when the call started
+/// when an adaptive limit wants its outcome. Not part of the stable API.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct FastPermit {
+    permit: Permit,
+    start: Option<tokio::time::Instant>,
+}
+
+impl FastPermit {
+    /// Whether [`finish`](Self::finish) wants the call's category.
+    #[inline]
+    pub fn wants_outcome(&self) -> bool {
+        self.start.is_some()
+    }
+
+    /// Gives the permit back, reporting the call's category to an adaptive limit.
+    #[inline]
+    pub fn finish(self, category: Option<palisade_core::Category>) {
+        if let (Some(start), Some(category)) = (self.start, category) {
+            self.permit
+                .stripe
+                .shared
+                .sample(start, crate::adaptive::Outcome::of(category));
+        }
+    }
+}
+
+impl<S, C, D> Bulkhead<S, C, D> {
+    /// A permit now, or `None` (nothing taken) when the call would queue or be
+    /// refused. Not part of the stable API.
+    #[doc(hidden)]
+    #[inline(always)]
+    pub fn try_fast(&mut self, now: tokio::time::Instant) -> Option<FastPermit> {
+        let shared = &self.stripes.shared;
+        if !shared.try_acquire() {
+            return None;
+        }
+        let permit = Permit {
+            stripe: self.stripes.current().clone(),
+        };
+        if let Some(h) = &shared.metrics.wait {
+            h.record(0.0);
+        }
+        let start = shared.limiter.as_ref().map(|_| now);
+        Some(FastPermit { permit, start })
+    }
+
+    /// The classifier of an adaptive limit. Not part of the stable API.
+    #[doc(hidden)]
+    pub fn classifier(&self) -> &C {
+        &self.classifier
+    }
+}

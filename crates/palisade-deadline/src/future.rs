@@ -123,28 +123,7 @@ where
             if let Some(sleep) = sleep.as_pin_mut() {
                 ready!(sleep.poll(cx));
             }
-            let budget = deadline.saturating_duration_since(*started);
-            let source = *source;
-            let mut error = None;
-            DEADLINES.with(
-                &CACHE,
-                *slot,
-                |_| false,
-                |shared| {
-                    shared.metrics.exceeded.increment(1);
-                    tracing::debug!(
-                        name = %shared.name,
-                        budget = ?budget,
-                        source = source.as_str(),
-                        "deadline exceeded"
-                    );
-                    error = Some(DeadlineExceeded::new(shared.name, budget, source));
-                },
-            );
-            // The layer is gone (every service dropped): the call still times out.
-            error
-                .unwrap_or_else(|| DeadlineExceeded::new("deadline", budget, source))
-                .into()
+            exceeded(*slot, *deadline, *started, *source)
         }
         StateProj::Failed { error } => match error.take() {
             Some(error) => return Poll::Ready(Err(error)),
@@ -155,6 +134,38 @@ where
     // dropping this one.
     state.set(State::Failed { error: None });
     Poll::Ready(Err(error))
+}
+
+/// The error of a call whose deadline passed, counted in the layer's metrics and
+/// logged at debug level.
+#[cold]
+pub(crate) fn exceeded(
+    slot: Slot,
+    deadline: Instant,
+    started: Instant,
+    source: DeadlineSource,
+) -> BoxError {
+    let budget = deadline.saturating_duration_since(started);
+    let mut error = None;
+    DEADLINES.with(
+        &CACHE,
+        slot,
+        |_| false,
+        |shared| {
+            shared.metrics.exceeded.increment(1);
+            tracing::debug!(
+                name = %shared.name,
+                budget = ?budget,
+                source = source.as_str(),
+                "deadline exceeded"
+            );
+            error = Some(DeadlineExceeded::new(shared.name, budget, source));
+        },
+    );
+    // The layer is gone (every service dropped): the call still times out.
+    error
+        .unwrap_or_else(|| DeadlineExceeded::new("deadline", budget, source))
+        .into()
 }
 
 impl<F> fmt::Debug for ResponseFuture<F> {
@@ -245,5 +256,36 @@ impl<F> fmt::Debug for PropagateFuture<F> {
         f.debug_struct("PropagateFuture")
             .field("state", &state)
             .finish()
+    }
+}
+
+pin_project! {
+    /// A deadline's timer, armed the first time it is polled (a call that completes
+    /// at once never touches the timer wheel). Not part of the stable API: a fused
+    /// stack's future races its inner future against one.
+    #[doc(hidden)]
+    #[derive(Debug, Default)]
+    pub struct Timer {
+        #[pin]
+        sleep: Option<Sleep>,
+    }
+}
+
+impl Timer {
+    /// A timer not armed yet.
+    pub fn new() -> Self {
+        Self { sleep: None }
+    }
+
+    /// Ready once `deadline` has passed; arms the timer on the first call.
+    pub fn poll_at(self: Pin<&mut Self>, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        let mut sleep = self.project().sleep;
+        if sleep.is_none() {
+            sleep.set(Some(sleep_until(deadline)));
+        }
+        match sleep.as_pin_mut() {
+            Some(sleep) => sleep.poll(cx),
+            None => Poll::Ready(()),
+        }
     }
 }

@@ -157,8 +157,12 @@ mod policy;
 mod service;
 
 pub use config::{Budgets, ConfigError, DeadlineConfig, MalformedHeader, PropagateConfig};
+#[doc(hidden)]
+pub use future::Timer;
 pub use handle::DeadlineHandle;
 pub use layer::{DeadlineLayer, PropagateDeadlineLayer};
 pub use palisade_core::Deadline;
 pub use policy::{BudgetPolicy, RequestHead, TableOnly};
+#[doc(hidden)]
+pub use service::Prepared;
 pub use service::{DeadlineService, PropagateDeadline};

@@ -136,14 +136,49 @@ where
     // (163 instructions a request fewer in `bench_server --in-process`).
     #[inline(always)]
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let shared = &*self.owner.shared;
         // One clock read for the whole stack (held until the inner call returns).
         let stamp = Stamp::enter();
         let now = stamp.now();
+        match self.prepare(&mut req, now) {
+            Ok(p) => {
+                ResponseFuture::running(self.inner.call(req), p.deadline, now, p.source, p.slot)
+            }
+            Err(e) => ResponseFuture::failed(e),
+        }
+    }
+}
 
-        let budget = match self.policy.budget(&RequestHead::from_request(&req)) {
+/// The deadline [`DeadlineService::prepare`] worked out for a call. Not part of the
+/// stable API.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct Prepared {
+    /// When the call must be answered by.
+    pub deadline: Instant,
+    source: DeadlineSource,
+    slot: palisade_core::local::Slot,
+}
+
+impl Prepared {
+    /// The error of a call whose deadline passed, counted in the layer's metrics.
+    #[cold]
+    pub fn exceeded(&self, started: Instant) -> BoxError {
+        crate::future::exceeded(self.slot, self.deadline, started, self.source)
+    }
+}
+
+impl<S, P: BudgetPolicy> DeadlineService<S, P> {
+    /// Works out the call's deadline at `now` (the budget, inbound headers, one
+    /// inherited from the request) and stores it in the request's extensions; the
+    /// error is the one the layer answers with. Not part of the stable API: a fused
+    /// stack's fast path, which then races the inner call against the deadline itself.
+    #[doc(hidden)]
+    #[inline(always)]
+    pub fn prepare<B>(&mut self, req: &mut Request<B>, now: Instant) -> Result<Prepared, BoxError> {
+        let shared = &*self.owner.shared;
+        let budget = match self.policy.budget(&RequestHead::from_request(req)) {
             Some(budget) => budget,
-            None => shared.budget_for(&req),
+            None => shared.budget_for(req),
         };
         let mut earliest = Earliest {
             deadline: Deadline::after_from(now, budget),
@@ -152,7 +187,7 @@ where
         if !req.headers().is_empty()
             && let Err(e) = read_inbound(shared, req.headers(), now, &mut earliest)
         {
-            return ResponseFuture::failed(e.into());
+            return Err(e.into());
         }
         // One lookup finds an inherited deadline, or stores the earliest so far in a
         // request without one (`http::Extensions` boxes it), and gives the slot to
@@ -168,19 +203,17 @@ where
 
         let Earliest { deadline, source } = earliest;
         if deadline.is_expired_at(now) {
-            return ResponseFuture::failed(expired_on_arrival(shared, source));
+            return Err(expired_on_arrival(shared, source));
         }
         if let Some(histogram) = &shared.metrics.budget {
             histogram.record(deadline.remaining_from(now).as_secs_f64());
         }
         *slot = deadline;
-        ResponseFuture::running(
-            self.inner.call(req),
-            deadline.instant(),
-            now,
+        Ok(Prepared {
+            deadline: deadline.instant(),
             source,
-            shared.slot,
-        )
+            slot: shared.slot,
+        })
     }
 }
 

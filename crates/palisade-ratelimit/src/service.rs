@@ -267,3 +267,33 @@ where
         ResponseFuture::new(future, extra)
     }
 }
+
+impl<S, X: KeyExtractor, D> RateLimit<S, X, D> {
+    /// Admits the call at `now` if it conforms at once, counting it as admitted;
+    /// otherwise takes nothing and returns `false` (the call then goes through
+    /// [`Service::call`], which waits or refuses as configured). Only a local limiter
+    /// with one bucket and no adaptive rate takes this path. Not part of the stable
+    /// API: a fused stack's fast path.
+    #[doc(hidden)]
+    #[inline(always)]
+    pub fn try_admit_now(&mut self, now_at: Instant) -> bool {
+        let core = &*self.core;
+        if core.adaptive.is_some() {
+            return false;
+        }
+        let Store::Direct(bucket) = &core.store else {
+            return false;
+        };
+        let params = match &bucket.params {
+            None => core.rate.params(),
+            Some((p, _)) => *p,
+        };
+        match bucket.gcra.check(&params, core.nanos(now_at), 0) {
+            Ok(a) if a.wait == 0 => {
+                core.counters.add(Decision::Admitted);
+                true
+            }
+            _ => false,
+        }
+    }
+}

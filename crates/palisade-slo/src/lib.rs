@@ -204,5 +204,7 @@ pub use config::{ConfigError, ErrorBudgetConfig, MAX_BUCKETS, ThrottleConfig};
 pub use error::Throttled;
 pub use layer::ErrorBudgetLayer;
 pub use palisade_core::HealthIndicator;
+#[doc(hidden)]
+pub use service::BudgetTicket;
 pub use service::Budgeted;
 pub use throttle::{AdaptiveThrottle, AdaptiveThrottleLayer, ThrottleHandle, ThrottleStats};

@@ -104,3 +104,41 @@ where
         ResponseFuture::new(future, self.reach, self.classifier.clone(), arrived)
     }
 }
+
+/// A call a fused stack's fast path records into the budget when it completes. Not
+/// part of the stable API.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct BudgetTicket {
+    reach: Reach<crate::budget::Shared>,
+    arrived: tokio::time::Instant,
+}
+
+impl BudgetTicket {
+    /// Records the call's outcome as [`Budgeted`]'s future does: a success is good, a
+    /// failure that counts against the backend is bad, anything else is not counted.
+    #[inline]
+    pub fn record(self, category: palisade_core::Category) {
+        if category.is_success() {
+            crate::budget::record_in(self.reach, false, self.arrived);
+        } else if category.counts_against_backend() {
+            crate::budget::record_in(self.reach, true, self.arrived);
+        }
+    }
+}
+
+impl<S, C> Budgeted<S, C> {
+    /// A ticket for a call that arrived at `arrived`, and the classifier for its
+    /// outcome. Not part of the stable API.
+    #[doc(hidden)]
+    #[inline(always)]
+    pub fn ticket(&self, arrived: tokio::time::Instant) -> (BudgetTicket, &C) {
+        (
+            BudgetTicket {
+                reach: self.reach,
+                arrived,
+            },
+            &self.classifier,
+        )
+    }
+}
