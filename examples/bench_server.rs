@@ -109,6 +109,10 @@ struct Args {
     /// demo leaks it): what leaking saves.
     #[arg(long)]
     counted: bool,
+    /// Run the four server layers as four services (`palisade::fused` off): what
+    /// fusing them saves.
+    #[arg(long)]
+    unfused: bool,
     /// Time every answer and serve `GET /stats`.
     #[arg(long)]
     stats: bool,
@@ -394,7 +398,6 @@ fn app(args: &Args) -> Result<Router, BoxError> {
                 .service(client);
             let budget = leaked!(ErrorBudget::new("api", presets::three_nines_24_hours())?);
             let stack = ServiceBuilder::new()
-                .error_responses()
                 .rate_limited(leaked!(
                     RateLimitLayer::http().name("api").quota(quota).build()?
                 ))
@@ -414,7 +417,18 @@ fn app(args: &Args) -> Result<Router, BoxError> {
                         .build()?
                 ))
                 .service(handler);
-            Router::new().route("/", get_service(stack))
+            // The four server layers fused (`palisade::fused`), as the demo runs them;
+            // `--unfused` keeps them four services, to measure what fusing saves.
+            if args.unfused {
+                let stack = ServiceBuilder::new().error_responses().service(stack);
+                Router::new().route("/", get_service(stack))
+            } else {
+                let stack = ServiceBuilder::new()
+                    .error_responses()
+                    .fused()
+                    .service(stack);
+                Router::new().route("/", get_service(stack))
+            }
         }
         Mode::Tower => {
             let policy = TpsPolicy {

@@ -35,6 +35,9 @@ mod sealed {
 /// honour it) → `error_budget` (sees every outcome the client sees) → `bulkhead` (bound
 /// the work in flight; waits stop at the deadline) → `breaker` (stop calling a failing
 /// dependency) → the handler. Health and `/metrics` routes go outside the whole stack.
+/// Add [`fused`](Self::fused) above `rate_limited` when `rate_limited`, `error_budget`
+/// and `deadline` (either way round) and `bulkhead` follow each other: a call they all
+/// admit at once then runs as one service and one future ([`crate::fused`]).
 ///
 /// **Clients:** `deadline` (one budget for the whole call, retries included) → `retries`
 /// (outside the breaker, so a refusal by an open breaker is `Transient` and not
@@ -133,6 +136,19 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     fn error_responses(
         self,
     ) -> ServiceBuilder<tower::layer::util::Stack<crate::rejection::ErrorResponseLayer, L>>;
+
+    /// Runs the `rate_limited` → `error_budget` → `deadline` → `bulkhead` layers that
+    /// follow (in that order) as one service with one future for every call that can
+    /// go straight through, and through the layers' own code otherwise: the same
+    /// behaviour, less overhead per call. See [`crate::fused`].
+    #[cfg(all(
+        feature = "http",
+        feature = "ratelimit",
+        feature = "slo",
+        feature = "deadline",
+        feature = "bulkhead"
+    ))]
+    fn fused(self) -> ServiceBuilder<tower::layer::util::Stack<crate::fused::FusedLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -209,5 +225,16 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
     ) -> ServiceBuilder<tower::layer::util::Stack<crate::rejection::ErrorResponseLayer, L>> {
         self.layer(crate::rejection::ErrorResponseLayer::new())
+    }
+
+    #[cfg(all(
+        feature = "http",
+        feature = "ratelimit",
+        feature = "slo",
+        feature = "deadline",
+        feature = "bulkhead"
+    ))]
+    fn fused(self) -> ServiceBuilder<tower::layer::util::Stack<crate::fused::FusedLayer, L>> {
+        self.layer(crate::fused::FusedLayer::new())
     }
 }

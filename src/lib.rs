@@ -100,6 +100,14 @@ pub mod metrics;
 #[cfg(feature = "request-metrics")]
 pub mod request_metrics;
 
+#[cfg(all(
+    feature = "http",
+    feature = "ratelimit",
+    feature = "slo",
+    feature = "deadline",
+    feature = "bulkhead"
+))]
+pub mod fused;
 #[cfg(feature = "http")]
 pub mod rejection;
 #[cfg(feature = "telemetry")]

@@ -315,6 +315,9 @@ pub(crate) fn build(settings: &Settings, backend: Backend) -> Result<(Router, Ha
         .layer(ErrorResponseLayer::with(rejection))
         // RED request metrics, outermost: every answer, 429s included.
         .request_metrics(RequestMetricsLayer::new("api").leak())
+        // The four layers below run as one for every call that goes straight through
+        // (`palisade::fused`): the same behaviour, less overhead per call.
+        .fused()
         .rate_limited(limiter.leak())
         .error_budget(budget.layer().leak())
         .deadline(deadline.leak())
