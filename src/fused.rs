@@ -147,101 +147,86 @@ type DeadlineFirst<H, BC, BD, P, SC, X, RD> =
 /// The future of [`Fused`] over a stack `S` whose bulkhead guards `H`.
 type FutureOf<H, BC, BD, S, SC, B> = FusedFuture<H, S, Bulkhead<H, BC, BD>, Request<B>, SC, BC>;
 
-impl<H, BC, BD, P, SC, X, RD, B> Service<Request<B>> for Fused<BudgetFirst<H, BC, BD, P, SC, X, RD>>
-where
-    H: Service<Request<B>> + Clone,
-    H::Error: Into<BoxError>,
-    BC: Classify<H::Response, H::Error> + Clone,
-    BD: GetDeadline<Request<B>> + Clone,
-    P: BudgetPolicy + Clone,
-    SC: Classify<H::Response, BoxError> + Clone,
-    X: KeyExtractor + ExtractKey<Request<B>>,
-    RD: GetDeadline<Request<B>>,
-{
-    type Response = H::Response;
-    type Error = BoxError;
-    type Future = FutureOf<H, BC, BD, BudgetFirst<H, BC, BD, P, SC, X, RD>, SC, B>;
+/// `Service` for [`Fused`] over one stack shape: the bounds, readiness and the rate
+/// limiter's check are the same for both; `$admitted` is the rest of a call the limiter
+/// admitted at once, given the stack, the request and the stack's clock reading.
+macro_rules! fused_service {
+    (
+        $shape:ident,
+        budget_sees_timeouts: $sees:literal,
+        |$stack:ident, $req:ident, $now:ident| $admitted:block
+    ) => {
+        impl<H, BC, BD, P, SC, X, RD, B> Service<Request<B>>
+            for Fused<$shape<H, BC, BD, P, SC, X, RD>>
+        where
+            H: Service<Request<B>> + Clone,
+            H::Error: Into<BoxError>,
+            BC: Classify<H::Response, H::Error> + Clone,
+            BD: GetDeadline<Request<B>> + Clone,
+            P: BudgetPolicy + Clone,
+            SC: Classify<H::Response, BoxError> + Clone,
+            X: KeyExtractor + ExtractKey<Request<B>>,
+            RD: GetDeadline<Request<B>>,
+        {
+            type Response = H::Response;
+            type Error = BoxError;
+            type Future = FutureOf<H, BC, BD, $shape<H, BC, BD, P, SC, X, RD>, SC, B>;
 
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.stack.poll_ready(cx)
-    }
-
-    // Inlined, like the layers' own `call`s: the chain of calls lands in one function.
-    #[inline(always)]
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        // One clock read for the whole stack, shared with the handler's layers.
-        let stamp = Stamp::enter();
-        let now = stamp.now();
-        let limiter = &mut self.stack;
-        if !limiter.try_admit_now(now) {
-            let future = Box::pin(limiter.call(req));
-            return FusedFuture::new(Kind::Layers { future }, None, None, now, true);
-        }
-        let budgeted = limiter.get_mut();
-        let (ticket, classifier) = budgeted.ticket(now);
-        let ticket = Some((ticket, classifier.clone()));
-        let deadline = budgeted.get_mut();
-        let prepared = match deadline.prepare(&mut req, now) {
-            Ok(prepared) => prepared,
-            Err(error) => {
-                let kind = Kind::Failed { error: Some(error) };
-                return FusedFuture::new(kind, None, ticket, now, true);
+            #[inline]
+            fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+                self.stack.poll_ready(cx)
             }
-        };
-        let kind = admit(deadline.get_mut(), req, now);
-        drop(stamp);
-        FusedFuture::new(kind, Some(prepared), ticket, now, true)
-    }
+
+            // Inlined, like the layers' own `call`s: the chain of calls lands in one
+            // function.
+            #[inline(always)]
+            fn call(&mut self, #[allow(unused_mut)] mut $req: Request<B>) -> Self::Future {
+                // One clock read for the whole stack, shared with the handler's layers
+                // (held until the handler's call returns).
+                let stamp = Stamp::enter();
+                let $now = stamp.now();
+                let $stack = &mut self.stack;
+                if !$stack.try_admit_now($now) {
+                    let future = Box::pin($stack.call($req));
+                    return FusedFuture::new(Kind::Layers { future }, None, None, $now, $sees);
+                }
+                // The stamp is dropped once the future is built: after the handler's
+                // call returned.
+                $admitted
+            }
+        }
+    };
 }
 
-impl<H, BC, BD, P, SC, X, RD, B> Service<Request<B>>
-    for Fused<DeadlineFirst<H, BC, BD, P, SC, X, RD>>
-where
-    H: Service<Request<B>> + Clone,
-    H::Error: Into<BoxError>,
-    BC: Classify<H::Response, H::Error> + Clone,
-    BD: GetDeadline<Request<B>> + Clone,
-    P: BudgetPolicy + Clone,
-    SC: Classify<H::Response, BoxError> + Clone,
-    X: KeyExtractor + ExtractKey<Request<B>>,
-    RD: GetDeadline<Request<B>>,
-{
-    type Response = H::Response;
-    type Error = BoxError;
-    type Future = FutureOf<H, BC, BD, DeadlineFirst<H, BC, BD, P, SC, X, RD>, SC, B>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.stack.poll_ready(cx)
-    }
-
-    #[inline(always)]
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let stamp = Stamp::enter();
-        let now = stamp.now();
-        let limiter = &mut self.stack;
-        if !limiter.try_admit_now(now) {
-            let future = Box::pin(limiter.call(req));
-            return FusedFuture::new(Kind::Layers { future }, None, None, now, false);
+fused_service!(BudgetFirst, budget_sees_timeouts: true, |limiter, req, now| {
+    let budgeted = limiter.get_mut();
+    let (ticket, classifier) = budgeted.ticket(now);
+    let ticket = Some((ticket, classifier.clone()));
+    let deadline = budgeted.get_mut();
+    match deadline.prepare(&mut req, now) {
+        Ok(prepared) => {
+            let kind = admit(deadline.get_mut(), req, now);
+            FusedFuture::new(kind, Some(prepared), ticket, now, true)
         }
-        let deadline = limiter.get_mut();
-        let prepared = match deadline.prepare(&mut req, now) {
-            Ok(prepared) => prepared,
-            // Failed before the budget: not counted, as in the layers.
-            Err(error) => {
-                let kind = Kind::Failed { error: Some(error) };
-                return FusedFuture::new(kind, None, None, now, false);
-            }
-        };
-        let budgeted = deadline.get_mut();
-        let (ticket, classifier) = budgeted.ticket(now);
-        let ticket = Some((ticket, classifier.clone()));
-        let kind = admit(budgeted.get_mut(), req, now);
-        drop(stamp);
-        FusedFuture::new(kind, Some(prepared), ticket, now, false)
+        // The budget, outside the deadline, counts the failure.
+        Err(error) => FusedFuture::new(Kind::Failed { error: Some(error) }, None, ticket, now, true),
     }
-}
+});
+
+fused_service!(DeadlineFirst, budget_sees_timeouts: false, |limiter, req, now| {
+    let deadline = limiter.get_mut();
+    match deadline.prepare(&mut req, now) {
+        Ok(prepared) => {
+            let budgeted = deadline.get_mut();
+            let (ticket, classifier) = budgeted.ticket(now);
+            let ticket = Some((ticket, classifier.clone()));
+            let kind = admit(budgeted.get_mut(), req, now);
+            FusedFuture::new(kind, Some(prepared), ticket, now, false)
+        }
+        // Failed before the budget: not counted, as in the layers.
+        Err(error) => FusedFuture::new(Kind::Failed { error: Some(error) }, None, None, now, false),
+    }
+});
 
 /// The state of a fused call whose bulkhead guards `H`, `L` the whole stack's future.
 type KindOf<H, BC, BD, Req, L> =

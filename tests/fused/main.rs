@@ -45,6 +45,16 @@ enum Order {
 
 const ORDERS: [Order; 2] = [Order::BudgetFirst, Order::DeadlineFirst];
 
+impl Order {
+    /// The bad events a call the deadline fails puts in the budget.
+    fn counts_deadline_failures(self) -> u64 {
+        match self {
+            Order::BudgetFirst => 1,
+            Order::DeadlineFirst => 0,
+        }
+    }
+}
+
 struct Config {
     order: Order,
     quota: Quota,
@@ -337,18 +347,8 @@ async fn a_call_past_its_deadline_fails_and_gives_its_permit_back() {
             [Outcome::DeadlineExceeded, Outcome::Status(200)]
         );
         assert_eq!((fused.in_flight, fused.available), (0, 4));
-        let timeouts = match order {
-            Order::BudgetFirst => 1,
-            Order::DeadlineFirst => 0,
-        };
-        assert_eq!(
-            fused.budget,
-            Counts {
-                good: 1,
-                bad: timeouts
-            },
-            "{order:?}"
-        );
+        let bad = order.counts_deadline_failures();
+        assert_eq!(fused.budget, Counts { good: 1, bad }, "{order:?}");
     }
 }
 
@@ -370,18 +370,8 @@ async fn a_call_whose_inbound_deadline_has_passed_never_reaches_the_handler() {
         );
         assert_eq!(fused.handled, 1);
         assert_eq!((fused.in_flight, fused.available), (0, 4));
-        let expired = match order {
-            Order::BudgetFirst => 1,
-            Order::DeadlineFirst => 0,
-        };
-        assert_eq!(
-            fused.budget,
-            Counts {
-                good: 1,
-                bad: expired
-            },
-            "{order:?}"
-        );
+        let bad = order.counts_deadline_failures();
+        assert_eq!(fused.budget, Counts { good: 1, bad }, "{order:?}");
     }
 }
 
