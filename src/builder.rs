@@ -141,13 +141,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     /// follow (in that order) as one service with one future for every call that can
     /// go straight through, and through the layers' own code otherwise: the same
     /// behaviour, less overhead per call. See [`crate::fused`].
-    #[cfg(all(
-        feature = "http",
-        feature = "ratelimit",
-        feature = "slo",
-        feature = "deadline",
-        feature = "bulkhead"
-    ))]
+    #[cfg(feature = "fused")]
     fn fused(self) -> ServiceBuilder<tower::layer::util::Stack<crate::fused::FusedLayer, L>>;
 }
 
@@ -227,13 +221,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(crate::rejection::ErrorResponseLayer::new())
     }
 
-    #[cfg(all(
-        feature = "http",
-        feature = "ratelimit",
-        feature = "slo",
-        feature = "deadline",
-        feature = "bulkhead"
-    ))]
+    #[cfg(feature = "fused")]
     fn fused(self) -> ServiceBuilder<tower::layer::util::Stack<crate::fused::FusedLayer, L>> {
         self.layer(crate::fused::FusedLayer::new())
     }

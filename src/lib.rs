@@ -19,6 +19,7 @@
 //! |---|---|---|
 //! | `http` | yes | HTTP and gRPC-header classification, deadline headers, layer errors as responses |
 //! | `breaker`, `retry`, `deadline`, `bulkhead`, `ratelimit`, `health`, `slo` | yes | the layer crates |
+//! | `fused` | yes | [`fused`]: rate limit, error budget, deadline and bulkhead as one service (brings `http` and those four) |
 //! | `prometheus` | yes | [`metrics`]: the Prometheus recorder, a `/metrics` service, process metrics |
 //! | `telemetry` | yes | [`telemetry`]: `tracing-subscriber` in one call (JSON or pretty), level changeable at run time |
 //! | `config` | yes | [`config`]: named stacks from TOML/YAML, presets, environment overrides, reload |
@@ -100,13 +101,7 @@ pub mod metrics;
 #[cfg(feature = "request-metrics")]
 pub mod request_metrics;
 
-#[cfg(all(
-    feature = "http",
-    feature = "ratelimit",
-    feature = "slo",
-    feature = "deadline",
-    feature = "bulkhead"
-))]
+#[cfg(feature = "fused")]
 pub mod fused;
 #[cfg(feature = "http")]
 pub mod rejection;
